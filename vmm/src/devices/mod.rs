@@ -1,0 +1,3 @@
+//! Devices the engines give the guest.
+
+pub mod pseudo;

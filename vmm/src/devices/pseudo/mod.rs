@@ -1,0 +1,3 @@
+//! Devices with no hardware counterpart.
+
+pub mod boot_marker;
