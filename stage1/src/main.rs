@@ -1,1 +1,49 @@
-fn main() {}
+//! `stage1-kvm`: one static binary for every stage1 entrypoint (selected by the name it is
+//! called by, as the ACI's entrypoint links are) and for the developer CLI.
+
+mod vm_command;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// rkt's exit code for any failure of its own (contract §2, "internal failure").
+pub const EXIT_FAILURE: u8 = 254;
+
+#[derive(Debug, Parser)]
+#[command(name = "stage1-kvm", version, about = "KVM micro-VM stage1 for rkt")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot a VM with the bundled kernel and guest agent (developer tool).
+    Vm(vm_command::VmArgs),
+}
+
+/// Prints a one-line error and returns rkt's failure code.
+pub fn fail(message: &str) -> ExitCode {
+    eprintln!("stage1-kvm: error: {message}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            return fail(first.trim_start_matches("error: "));
+        }
+    };
+    match cli.command {
+        Command::Vm(args) => vm_command::run(&args),
+    }
+}
