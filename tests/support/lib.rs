@@ -1,1 +1,203 @@
-//! wip
+//! Shared helpers of the end-to-end tests: where the built artifacts are, running the
+//! `stage1-kvm` binary, and checking that nothing was left running.
+//!
+//! The artifacts come from `make e2e` through environment variables. A missing one is a
+//! test failure naming the variable — the tests never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// rkt's failure exit code.
+pub const EXIT_FAILURE: i32 = 254;
+
+/// The path in environment variable `var`, which must exist.
+pub fn artifact(var: &str) -> PathBuf {
+    let value = std::env::var_os(var)
+        .unwrap_or_else(|| panic!("{var} is not set: run the end-to-end tests with `make e2e`"));
+    let path = PathBuf::from(value);
+    assert!(
+        path.exists(),
+        "{var}={} does not exist: run `make e2e`",
+        path.display()
+    );
+    path
+}
+
+/// The built `stage1-kvm` binary.
+pub fn stage1_bin() -> PathBuf {
+    artifact("STAGE1_KVM_BIN")
+}
+
+/// The stripped guest kernel.
+pub fn kernel() -> PathBuf {
+    artifact("STAGE1_KVM_KERNEL")
+}
+
+/// The initramfs with the guest agent as `/init`.
+pub fn initramfs() -> PathBuf {
+    artifact("STAGE1_KVM_INITRAMFS")
+}
+
+/// The static guest agent binary.
+pub fn agent() -> PathBuf {
+    artifact("STAGE1_KVM_AGENT")
+}
+
+/// A per-test directory whose path appears in the engine's command line (the boot files
+/// are linked into it), so processes started for this test can be found and counted.
+#[derive(Debug)]
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// A new sandbox with the kernel and initramfs linked in.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("stage1-kvm-e2e.")
+            .tempdir()
+            .unwrap();
+        std::os::unix::fs::symlink(kernel(), dir.path().join("vmlinux")).unwrap();
+        std::os::unix::fs::symlink(initramfs(), dir.path().join("initramfs")).unwrap();
+        Self { dir }
+    }
+
+    /// The sandbox directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The kernel's path inside the sandbox.
+    pub fn kernel(&self) -> PathBuf {
+        self.path().join("vmlinux")
+    }
+
+    /// The initramfs's path inside the sandbox.
+    pub fn initramfs(&self) -> PathBuf {
+        self.path().join("initramfs")
+    }
+
+    /// `stage1-kvm vm --engine ENGINE --kernel … --initramfs …` plus `extra`.
+    pub fn vm_command(&self, engine: &str, extra: &[&str]) -> Command {
+        let mut command = Command::new(stage1_bin());
+        command
+            .args(["vm", "--engine", engine, "--kernel"])
+            .arg(self.kernel())
+            .arg("--initramfs")
+            .arg(self.initramfs())
+            .args(extra)
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    /// Processes whose command line mentions this sandbox (e.g. a QEMU booting its
+    /// kernel), other than the caller.
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        processes_mentioning(&self.path().to_string_lossy())
+    }
+
+    /// Fails unless every process of this sandbox is gone within a short grace period.
+    pub fn assert_nothing_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = self.processes();
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every process whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// The output of a finished command as text, for assertions.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Finished {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Finished {
+    /// Runs `command` to its end.
+    pub fn run(command: &mut Command) -> Self {
+        command.output().expect("running stage1-kvm").into()
+    }
+
+    /// Asserts a failure with exit 254 and exactly one stderr line containing `needle`.
+    pub fn assert_one_line_failure(&self, needle: &str) {
+        assert_eq!(
+            self.code,
+            Some(EXIT_FAILURE),
+            "exit code; stderr: {}",
+            self.stderr
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one error line, got: {:?}",
+            self.stderr
+        );
+        assert!(
+            lines[0].starts_with("stage1-kvm: error: "),
+            "{:?}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains(needle),
+            "{:?} should mention {needle:?}",
+            lines[0]
+        );
+    }
+}
