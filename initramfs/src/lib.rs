@@ -237,8 +237,16 @@ impl<W: Write> NewcWriter<'_, W> {
 mod tests {
     use super::*;
 
-    /// Reads back (name, mode, size, rdev, data) tuples the way the kernel parses newc.
-    fn parse(bytes: &[u8]) -> Vec<(String, u32, u32, (u32, u32), Vec<u8>)> {
+    /// One entry read back from an archive.
+    struct Parsed {
+        name: String,
+        mode: u32,
+        rdev: (u32, u32),
+        data: Vec<u8>,
+    }
+
+    /// Reads entries back the way the kernel parses newc.
+    fn parse(bytes: &[u8]) -> Vec<Parsed> {
         let mut entries = Vec::new();
         let mut at = 0;
         loop {
@@ -263,7 +271,13 @@ mod tests {
                 assert_eq!(at, bytes.len(), "nothing after the trailer");
                 return entries;
             }
-            entries.push((name, mode, size, rdev, bytes[data_start..data_end].to_vec()));
+            let data = bytes[data_start..data_end].to_vec();
+            entries.push(Parsed {
+                name,
+                mode,
+                rdev,
+                data,
+            });
         }
     }
 
@@ -287,7 +301,7 @@ mod tests {
     #[test]
     fn entries_round_trip_with_types_and_parents_first() {
         let entries = parse(&sample().to_bytes().unwrap());
-        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -302,18 +316,18 @@ mod tests {
             ]
         );
         let console = &entries[1];
-        assert_eq!(console.1, S_IFCHR | 0o600);
-        assert_eq!(console.3, (5, 1));
+        assert_eq!(console.mode, S_IFCHR | 0o600);
+        assert_eq!(console.rdev, (5, 1));
         let init = &entries[2];
         assert_eq!(
-            (init.1, init.2, init.4.as_slice()),
-            (S_IFREG | 0o755, 7, &b"#!agent"[..])
+            (init.mode, init.data.as_slice()),
+            (S_IFREG | 0o755, &b"#!agent"[..])
         );
-        assert_eq!(entries[3].1, S_IFDIR | 0o755);
-        assert_eq!(entries[6].4, vec![7; 5]);
+        assert_eq!(entries[3].mode, S_IFDIR | 0o755);
+        assert_eq!(entries[6].data, vec![7; 5]);
         let link = &entries[7];
         assert_eq!(
-            (link.1, link.4.as_slice()),
+            (link.mode, link.data.as_slice()),
             (S_IFLNK | 0o777, &b"usr/bin"[..])
         );
     }
@@ -349,6 +363,6 @@ mod tests {
         let mut archive = Archive::new();
         archive.file("x", 0o100_4755, vec![]).unwrap();
         let entries = parse(&archive.to_bytes().unwrap());
-        assert_eq!(entries[0].1, S_IFREG | 0o4755);
+        assert_eq!(entries[0].mode, S_IFREG | 0o4755);
     }
 }

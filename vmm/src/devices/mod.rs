@@ -1,3 +1,4 @@
 //! Devices the engines give the guest.
 
 pub mod pseudo;
+pub mod virtio;
