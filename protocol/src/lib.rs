@@ -78,10 +78,9 @@
 //!   | zero bytes                      | 2.00×            | 2.00× | 6.00×          | 1.33×  |
 //!
 //!   Base64 costs 4/3 whatever the content, so a chunk's frame size is known in advance
-//!   (a 64 KiB chunk makes an 87.4 KiB string), and it encodes at ≈440 MiB/s and decodes a
-//!   whole `app_output` message at ≈560 MiB/s (release build); a Latin-1 string (each byte
-//!   as the character U+0000–U+00FF) wins by at most 21 % on plain text, loses up to 4.5×
-//!   on binary and encodes 3× slower.
+//!   (a 64 KiB chunk makes an 87.4 KiB string); a Latin-1 string (each byte as the
+//!   character U+0000–U+00FF) wins by at most 21 % on plain text and loses up to 4.5× on
+//!   binary. The `base64` crate's standard engine encodes and decodes.
 //! * Data chunks carry at most [`MAX_CHUNK_LEN`] (64 KiB) bytes.
 //! * An **environment** is a list of `[name, value]` pairs, in order; the list is the
 //!   process's whole environment.

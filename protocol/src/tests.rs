@@ -521,7 +521,7 @@ fn bad_base64_is_malformed() {
     assert_malformed::<ClientToAgent>(
         r#"{"type":"stdin","data":"aGVsbG8"}"#,
         Category::Data,
-        "invalid base64: length 7",
+        "invalid base64: Invalid padding",
     );
     assert_malformed::<ClientToAgent>(
         r#"{"type":"stdin","data":"aGVs\nbG8K"}"#,
@@ -531,12 +531,12 @@ fn bad_base64_is_malformed() {
     assert_malformed::<ClientToAgent>(
         r#"{"type":"stdin","data":"aGVs_G8K"}"#,
         Category::Data,
-        "offset 4",
+        "Invalid symbol 95, offset 4",
     );
     assert_malformed::<ClientToAgent>(
         r#"{"type":"stdin","data":"aGVsbG9="}"#,
         Category::Data,
-        "non-zero bits",
+        "Invalid last symbol 57, offset 6",
     );
     assert_malformed::<ClientToAgent>(
         r#"{"type":"stdin","data":[104,105]}"#,
