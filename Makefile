@@ -8,6 +8,8 @@ HOST_TARGET   := x86_64-unknown-linux-gnu
 GUEST_DIR     := target/guest
 KERNEL        := $(GUEST_DIR)/vmlinux
 INITRAMFS     := $(GUEST_DIR)/initramfs.cpio
+# The agent plus busybox (shell and tools), for end-to-end tests that run commands.
+TEST_INITRAMFS := $(GUEST_DIR)/initramfs-test.cpio
 AGENT         := target/$(HOST_TARGET)/release/guest-agent
 STAGE1        := target/release/stage1-kvm
 MKINITRAMFS   := target/release/mkinitramfs
@@ -16,7 +18,7 @@ CARGO         ?= cargo
 # build scripts and proc macros stay dynamic.
 STATIC        := CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
 
-.PHONY: all deps kernel agent initramfs build guest demo test lint unit e2e bench clean
+.PHONY: all deps kernel agent initramfs initramfs-test build guest demo test lint unit e2e bench clean
 
 all: build guest
 
@@ -38,7 +40,12 @@ initramfs: agent build
 	$(MKINITRAMFS) --init $(AGENT) -o $(INITRAMFS)
 	@echo "initramfs: $(INITRAMFS) ($$(stat -c %s $(INITRAMFS)) bytes)"
 
-guest: kernel initramfs
+initramfs-test: agent build
+	@mkdir -p $(GUEST_DIR)
+	links=$$(/bin/busybox --list-full | grep -vx 'bin/busybox' | sed 's|.*|--symlink &:/bin/busybox|'); \
+	$(MKINITRAMFS) --init $(AGENT) --add /bin/busybox:bin/busybox:0755 $$links -o $(TEST_INITRAMFS)
+
+guest: kernel initramfs initramfs-test
 
 demo: build guest
 	@echo "== booting the guest agent in a micro-VM (2 vCPUs, 512 MiB) =="
@@ -55,7 +62,8 @@ unit: deps
 # End-to-end tests boot the real kernel and agent; they find them through these variables
 # and fail (never skip) when one is missing.
 E2E_ENV := STAGE1_KVM_BIN=$(CURDIR)/$(STAGE1) STAGE1_KVM_KERNEL=$(CURDIR)/$(KERNEL) \
-           STAGE1_KVM_INITRAMFS=$(CURDIR)/$(INITRAMFS) STAGE1_KVM_AGENT=$(CURDIR)/$(AGENT)
+           STAGE1_KVM_INITRAMFS=$(CURDIR)/$(INITRAMFS) STAGE1_KVM_AGENT=$(CURDIR)/$(AGENT) \
+           STAGE1_KVM_TEST_INITRAMFS=$(CURDIR)/$(TEST_INITRAMFS)
 
 e2e: build guest
 	$(E2E_ENV) $(CARGO) test -p stage1-kvm-e2e -- --test-threads=2

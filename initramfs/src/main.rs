@@ -2,7 +2,7 @@
 //! files) as a reproducible newc archive.
 //!
 //! ```text
-//! mkinitramfs --init target/.../guest-agent [--add SRC:DEST[:MODE]]... -o initramfs.cpio
+//! mkinitramfs --init target/.../guest-agent [--add SRC:DEST[:MODE]]... [--symlink DEST:TARGET]... -o initramfs.cpio
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -10,11 +10,13 @@ use std::process::ExitCode;
 
 use initramfs::Archive;
 
-const USAGE: &str = "usage: mkinitramfs --init AGENT [--add SRC:DEST[:OCTAL_MODE]]... -o OUTPUT";
+const USAGE: &str =
+    "usage: mkinitramfs --init AGENT [--add SRC:DEST[:OCTAL_MODE]]... [--symlink DEST:TARGET]... -o OUTPUT";
 
 struct Args {
     init: PathBuf,
     extra: Vec<(PathBuf, String, Option<u32>)>,
+    symlinks: Vec<(String, String)>,
     output: PathBuf,
 }
 
@@ -22,6 +24,7 @@ fn parse_args() -> Result<Args, String> {
     let mut init = None;
     let mut output = None;
     let mut extra = Vec::new();
+    let mut symlinks = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -32,6 +35,13 @@ fn parse_args() -> Result<Args, String> {
             "--init" => init = Some(PathBuf::from(value()?)),
             "-o" | "--output" => output = Some(PathBuf::from(value()?)),
             "--add" => extra.push(parse_add(&value()?)?),
+            "--symlink" => {
+                let spec = value()?;
+                let (dest, target) = spec
+                    .split_once(':')
+                    .ok_or_else(|| format!("--symlink {spec:?}: expected DEST:TARGET"))?;
+                symlinks.push((dest.trim_start_matches('/').to_owned(), target.to_owned()));
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -40,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         init: init.ok_or_else(|| format!("--init is required\n{USAGE}"))?,
         output: output.ok_or_else(|| format!("-o is required\n{USAGE}"))?,
         extra,
+        symlinks,
     })
 }
 
@@ -88,6 +99,9 @@ fn build(args: &Args) -> Result<Vec<u8>, String> {
             }
         };
         archive.file(dest, mode, data).map_err(err)?;
+    }
+    for (dest, target) in &args.symlinks {
+        archive.symlink(dest, target).map_err(err)?;
     }
     archive.to_bytes().map_err(err)
 }

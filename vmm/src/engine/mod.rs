@@ -18,6 +18,7 @@ pub use mailbox::{mailbox, Mailbox, StopHandle};
 
 use crate::boot::{check_initramfs, kernel_image::KernelError, PvhKernel};
 use crate::devices::pseudo::boot_marker::{Marker, MarkerLog};
+use crate::devices::virtio::backend::VirtioBackend;
 
 /// vCPU counts an engine accepts.
 pub const VCPU_RANGE: std::ops::RangeInclusive<u8> = 1..=32;
@@ -124,6 +125,23 @@ impl VmSpec {
     }
 }
 
+/// A virtio device for the guest: its backend, and a name for its socket and logs.
+pub struct VirtioDevice {
+    /// Short name, unique in the VM (e.g. `vsock`, `fs0`).
+    pub name: String,
+    /// The device's backend.
+    pub backend: Box<dyn VirtioBackend>,
+}
+
+impl std::fmt::Debug for VirtioDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtioDevice")
+            .field("name", &self.name)
+            .field("device_type", &self.backend.device_type())
+            .finish()
+    }
+}
+
 /// What an engine reports while the guest runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmEvent {
@@ -214,17 +232,18 @@ impl VmEnd {
 }
 
 /// Something that runs a guest.
-pub trait Engine: std::fmt::Debug {
+pub trait Engine: std::fmt::Debug + Send {
     /// The engine's name (`kvm` or `qemu`).
     fn name(&self) -> &'static str;
 
-    /// Boots the guest described by `spec` and runs it to its end, calling `on_event` for
+    /// Boots the guest described by `spec` with `devices` and runs it to its end, calling `on_event` for
     /// console lines and markers as they happen. Stop requests arrive through the
     /// [`StopHandle`]s of `mailbox`. Returns an error only if the guest could not be
     /// started; every end of a started guest is a [`VmEnd`].
     fn run(
         &self,
         spec: &VmSpec,
+        devices: Vec<VirtioDevice>,
         mailbox: Mailbox,
         on_event: &mut dyn FnMut(&VmEvent),
     ) -> Result<VmEnd, EngineError>;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Engine, EngineError, HostFacts, Mailbox, VmEnd, VmEvent, VmSpec};
+use super::{Engine, EngineError, HostFacts, Mailbox, VirtioDevice, VmEnd, VmEvent, VmSpec};
 
 /// Our VMM on `/dev/kvm`.
 #[derive(Debug)]
@@ -38,6 +38,7 @@ impl Engine for KvmEngine {
     fn run(
         &self,
         _spec: &VmSpec,
+        _devices: Vec<VirtioDevice>,
         _mailbox: Mailbox,
         _on_event: &mut dyn FnMut(&VmEvent),
     ) -> Result<VmEnd, EngineError> {

@@ -17,6 +17,18 @@ pub enum Accel {
     Tcg,
 }
 
+/// A virtio device QEMU puts on virtio-mmio and connects to our vhost-user server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VhostUserDevice {
+    /// Chardev id (unique).
+    pub id: String,
+    /// Our listening vhost-user socket.
+    pub socket: PathBuf,
+    /// QEMU's device and its properties, e.g. `vhost-user-vsock-device` or
+    /// `vhost-user-fs-device,tag=apps`.
+    pub device: String,
+}
+
 /// What goes on QEMU's command line.
 #[derive(Debug)]
 pub struct QemuArgs<'a> {
@@ -30,6 +42,8 @@ pub struct QemuArgs<'a> {
     pub console_socket: PathBuf,
     /// Unix socket (ours, listening) that QEMU connects the boot-marker port to.
     pub marker_socket: PathBuf,
+    /// vhost-user devices.
+    pub devices: Vec<VhostUserDevice>,
 }
 
 impl QemuArgs<'_> {
@@ -77,6 +91,16 @@ impl QemuArgs<'_> {
                 boot_marker::PORT
             ),
         ]);
+        for device in &self.devices {
+            push(&[
+                "-chardev",
+                &format!("socket,id={},path={}", device.id, device.socket.display()),
+            ]);
+            push(&[
+                "-device",
+                &format!("{},chardev={}", device.device, device.id),
+            ]);
+        }
         argv.extend(["-kernel".into(), self.kernel.as_os_str().to_owned()]);
         argv.extend(["-initrd".into(), self.initramfs.as_os_str().to_owned()]);
         argv.extend(["-append".into(), self.cmdline.into()]);
@@ -98,6 +122,7 @@ mod tests {
             accel,
             console_socket: "/run/x/console.sock".into(),
             marker_socket: "/run/x/markers.sock".into(),
+            devices: vec![],
         }
         .to_argv()
         .into_iter()
@@ -160,6 +185,52 @@ mod tests {
             ["isa-debugcon,iobase=0xe9,chardev=markers"]
         );
         assert!(!argv.iter().any(|a| a.contains("stdio")));
+    }
+
+    #[test]
+    fn vhost_user_devices_get_a_chardev_each() {
+        let argv: Vec<String> = QemuArgs {
+            kernel: Path::new("/k/vmlinux"),
+            initramfs: Path::new("/k/initramfs"),
+            cmdline: "",
+            vcpus: 1,
+            mem_mib: 128,
+            accel: Accel::Tcg,
+            console_socket: "/r/c".into(),
+            marker_socket: "/r/m".into(),
+            devices: vec![
+                VhostUserDevice {
+                    id: "vsock".into(),
+                    socket: "/r/vsock.vhost".into(),
+                    device: "vhost-user-vsock-device".into(),
+                },
+                VhostUserDevice {
+                    id: "fs0".into(),
+                    socket: "/r/fs0.vhost".into(),
+                    device: "vhost-user-fs-device,tag=apps".into(),
+                },
+            ],
+        }
+        .to_argv()
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+        let chardevs = value_of(&argv, "-chardev");
+        assert_eq!(
+            chardevs[2..],
+            [
+                "socket,id=vsock,path=/r/vsock.vhost",
+                "socket,id=fs0,path=/r/fs0.vhost"
+            ]
+        );
+        let devices = value_of(&argv, "-device");
+        assert_eq!(
+            devices[1..],
+            [
+                "vhost-user-vsock-device,chardev=vsock",
+                "vhost-user-fs-device,tag=apps,chardev=fs0"
+            ]
+        );
     }
 
     #[test]

@@ -12,15 +12,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use args::Accel;
-use args::QemuArgs;
+use args::{QemuArgs, VhostUserDevice};
 use process::QemuProcess;
 use streams::StreamSocket;
 
 use super::mailbox::{Message, Stream};
 use super::{
-    ConsoleTail, Engine, EngineError, HostFacts, Mailbox, Outcome, Timeline, VmEnd, VmEvent, VmSpec,
+    ConsoleTail, Engine, EngineError, HostFacts, Mailbox, Outcome, Timeline, VirtioDevice, VmEnd,
+    VmEvent, VmSpec,
 };
 use crate::devices::pseudo::boot_marker::{Marker, MarkerLog};
+use crate::devices::virtio::backend::VirtioBackend;
+use crate::devices::virtio::vhost_user::VhostUserServer;
 
 /// Environment variable naming the QEMU binary (default: `qemu-system-x86_64` in `$PATH`).
 pub const QEMU_ENV: &str = "STAGE1_KVM_QEMU";
@@ -68,11 +71,31 @@ impl Engine for QemuEngine {
     fn run(
         &self,
         spec: &VmSpec,
+        devices: Vec<VirtioDevice>,
         mailbox: Mailbox,
         on_event: &mut dyn FnMut(&VmEvent),
     ) -> Result<VmEnd, EngineError> {
         let started = Instant::now();
         spec.validate()?;
+        // Our backends listen before QEMU starts: it connects to each while it sets up
+        // its devices, and keeps them until it exits.
+        let mut servers = Vec::with_capacity(devices.len());
+        let mut qemu_devices = Vec::with_capacity(devices.len());
+        for device in devices {
+            let qemu_device = qemu_device_for(device.backend.as_ref())?;
+            let socket = spec.run_dir.join(format!("{}.vhost", device.name));
+            let mut server = VhostUserServer::listen(&device.name, &socket, device.backend)
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            server
+                .start()
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            qemu_devices.push(VhostUserDevice {
+                id: device.name,
+                socket,
+                device: qemu_device,
+            });
+            servers.push(server);
+        }
         let bind = |name: &str| {
             let path = spec.run_dir.join(name);
             StreamSocket::bind(path.clone())
@@ -90,6 +113,7 @@ impl Engine for QemuEngine {
             accel: self.accel,
             console_socket: console.path().to_owned(),
             marker_socket: markers.path().to_owned(),
+            devices: qemu_devices,
         }
         .to_argv();
 
@@ -118,6 +142,7 @@ impl Engine for QemuEngine {
             }
         };
         let (status, stderr) = qemu.reap();
+        drop(servers);
         abandon.store(true, Ordering::Relaxed);
         // What the guest wrote just before the end is still in flight: drain it.
         let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -144,6 +169,29 @@ impl Engine for QemuEngine {
             },
             console_tail: run.console.into_vec(),
         })
+    }
+}
+
+/// Virtio device IDs (virtio 1.x §5).
+const VIRTIO_ID_VSOCK: u32 = 19;
+const VIRTIO_ID_FS: u32 = 26;
+
+/// QEMU's vhost-user device for a backend.
+fn qemu_device_for(backend: &dyn VirtioBackend) -> Result<String, EngineError> {
+    match backend.device_type() {
+        VIRTIO_ID_VSOCK => Ok("vhost-user-vsock-device".to_owned()),
+        VIRTIO_ID_FS => {
+            // QEMU wants the tag as a property; it is the first 36 bytes of the config.
+            let config = backend.config();
+            let tag = config.get(..36).unwrap_or(&config);
+            let tag = String::from_utf8_lossy(tag)
+                .trim_end_matches('\0')
+                .to_owned();
+            Ok(format!("vhost-user-fs-device,tag={tag}"))
+        }
+        other => Err(EngineError::Unavailable(format!(
+            "engine qemu: no vhost-user device for virtio device type {other}"
+        ))),
     }
 }
 
