@@ -3,4 +3,5 @@
 //! (`qemu` engine).
 
 pub mod backend;
+pub mod transport;
 pub mod vhost_user;
