@@ -1,6 +1,12 @@
 //! `stage1-kvm`: one static binary for every stage1 entrypoint (selected by the name it is
 //! called by, as the ACI's entrypoint links are) and for the developer CLI.
 
+mod agent;
+mod exec_command;
+mod guest_session;
+mod run_command;
+mod signals;
+mod terminal;
 mod vm_command;
 
 use std::process::ExitCode;
@@ -21,6 +27,8 @@ struct Cli {
 enum Command {
     /// Boot a VM with the bundled kernel and guest agent (developer tool).
     Vm(vm_command::VmArgs),
+    /// Run a command in a VM started with `vm --serve` (developer tool).
+    Exec(exec_command::ExecArgs),
 }
 
 /// Prints a one-line error and returns rkt's failure code.
@@ -45,5 +53,6 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Vm(args) => vm_command::run(&args),
+        Command::Exec(args) => exec_command::run(args),
     }
 }

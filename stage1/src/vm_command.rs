@@ -9,6 +9,7 @@ use vmm::devices::pseudo::boot_marker::Marker;
 use vmm::engine::{self, EngineChoice, HostFacts, VmEnd, VmEvent, VmSpec};
 
 use crate::fail;
+use crate::guest_session::{self, Work};
 
 /// Prefix of the guest agent's console lines.
 const AGENT_PREFIX: &str = "stage1-kvm-agent: ";
@@ -42,16 +43,28 @@ pub struct VmArgs {
     /// Extra kernel command line arguments.
     #[arg(long = "append", value_name = "ARG")]
     append: Vec<String>,
+    /// Serve exec sessions (`stage1-kvm exec`) on the vsock socket until SIGINT/SIGTERM.
+    #[arg(long, conflicts_with = "command")]
+    serve: bool,
+    /// The VM's vsock Unix socket (default: in the run directory).
+    #[arg(long)]
+    vsock_socket: Option<PathBuf>,
+    /// Give the command a pseudo-terminal.
+    #[arg(long, requires = "command")]
+    tty: bool,
+    /// A command to run in the guest; its exit code becomes ours.
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 pub fn run(args: &VmArgs) -> ExitCode {
     match boot(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(message) => fail(&message),
     }
 }
 
-fn boot(args: &VmArgs) -> Result<(), String> {
+fn boot(args: &VmArgs) -> Result<u8, String> {
     let choice: EngineChoice = args.engine.parse()?;
     if !(args.boot_timeout.is_finite() && args.boot_timeout > 0.0) {
         return Err(format!(
@@ -85,23 +98,26 @@ fn boot(args: &VmArgs) -> Result<(), String> {
         run_dir: run_dir.path().to_owned(),
     };
 
+    if args.serve || !args.command.is_empty() {
+        let work = if args.serve {
+            Work::Serve
+        } else {
+            Work::Command {
+                argv: args.command.clone(),
+                tty: args.tty,
+            }
+        };
+        let socket = args
+            .vsock_socket
+            .clone()
+            .unwrap_or_else(|| run_dir.path().join("vsock.sock"));
+        return guest_session::run(selection.engine, spec, socket, work, args.debug);
+    }
+
     let (stop, mailbox) = engine::mailbox();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| format!("installing signal handlers: {e}"))?;
-    let signal_handle = signals.handle();
-    std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            let name = if signal == signal_hook::consts::SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            };
-            stop.stop(&format!("received {name}"));
-        }
-    });
+    let signals = crate::signals::on_terminate(move |name| {
+        stop.stop(&format!("received {name}"));
+    })?;
 
     let mut ready_line = None;
     let debug = args.debug;
@@ -117,8 +133,10 @@ fn boot(args: &VmArgs) -> Result<(), String> {
             }
         }
     };
-    let end = selection.engine.run(&spec, mailbox, &mut on_event);
-    signal_handle.close();
+    let end = selection
+        .engine
+        .run(&spec, Vec::new(), mailbox, &mut on_event);
+    signals.close();
     let end = end.map_err(|e| e.to_string())?;
     if let Some(failure) = end.failure() {
         return Err(failure);
@@ -127,7 +145,7 @@ fn boot(args: &VmArgs) -> Result<(), String> {
         "{}",
         timings(selection.engine.name(), &spec, &end, ready_line.as_deref())
     );
-    Ok(())
+    Ok(0)
 }
 
 /// The boot-phase split: engine start → agent start (of which the kernel, by the guest's

@@ -39,6 +39,11 @@ pub fn initramfs() -> PathBuf {
     artifact("STAGE1_KVM_INITRAMFS")
 }
 
+/// The initramfs with the agent and busybox (a shell and tools for commands).
+pub fn test_initramfs() -> PathBuf {
+    artifact("STAGE1_KVM_TEST_INITRAMFS")
+}
+
 /// The static guest agent binary.
 pub fn agent() -> PathBuf {
     artifact("STAGE1_KVM_AGENT")
@@ -54,12 +59,21 @@ pub struct Sandbox {
 impl Sandbox {
     /// A new sandbox with the kernel and initramfs linked in.
     pub fn new() -> Self {
+        Self::with_initramfs(&initramfs())
+    }
+
+    /// A new sandbox with the kernel and the agent + busybox initramfs.
+    pub fn with_busybox() -> Self {
+        Self::with_initramfs(&test_initramfs())
+    }
+
+    fn with_initramfs(initramfs: &Path) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("stage1-kvm-e2e.")
             .tempdir()
             .unwrap();
         std::os::unix::fs::symlink(kernel(), dir.path().join("vmlinux")).unwrap();
-        std::os::unix::fs::symlink(initramfs(), dir.path().join("initramfs")).unwrap();
+        std::os::unix::fs::symlink(initramfs, dir.path().join("initramfs")).unwrap();
         Self { dir }
     }
 

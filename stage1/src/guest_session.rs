@@ -1,0 +1,166 @@
+//! `stage1-kvm vm -- CMD` and `vm --serve`: boot the VM with the vsock device and the agent
+//! in serving mode, open the control connection, then run one command (its exit code
+//! becomes ours) or serve exec sessions on the vsock socket until SIGINT/SIGTERM; finally
+//! shut the guest down through the agent, so everything is flushed before power-off.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use protocol::control::HostToAgent;
+use vmm::devices::pseudo::boot_marker::Marker;
+use vmm::devices::virtio::vsock::{Vsock, VsockHandle};
+use vmm::engine::{self, Engine, VirtioDevice, VmEvent, VmSpec};
+
+use crate::agent::control::Control;
+use crate::run_command;
+
+/// Kernel command line switch that makes the agent serve the host over vsock.
+pub const AGENT_SERVE_ARG: &str = "stage1_kvm.agent=serve";
+/// The guest's vsock CID.
+const GUEST_CID: u64 = 3;
+/// How long the agent may take between its ready marker and accepting connections.
+const CONNECT_GRACE: Duration = Duration::from_secs(10);
+/// How long the guest may take to power off after `shutdown`.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to do once the agent is up.
+#[derive(Debug)]
+pub enum Work {
+    /// Run this command (argv) with our stdio, with a tty or not.
+    Command { argv: Vec<String>, tty: bool },
+    /// Serve exec sessions on the vsock socket until SIGINT/SIGTERM.
+    Serve,
+}
+
+/// Boots `spec` with `engine` and does `work`; returns the exit code to exit with.
+pub fn run(
+    engine: Box<dyn Engine>,
+    mut spec: VmSpec,
+    vsock_socket: PathBuf,
+    work: Work,
+    debug: bool,
+) -> Result<u8, String> {
+    spec.extra_cmdline.push(AGENT_SERVE_ARG.to_owned());
+    let vsock = Vsock::new(GUEST_CID, vsock_socket.clone())
+        .map_err(|e| format!("setting up vsock on {}: {e}", vsock_socket.display()))?;
+    let handle = vsock.handle();
+    let devices = vec![VirtioDevice {
+        name: "vsock".to_owned(),
+        backend: Box::new(vsock),
+    }];
+
+    let (stop, mailbox) = engine::mailbox();
+    let (events_tx, events) = mpsc::channel();
+    let vm_events = events_tx.clone();
+    let vm = std::thread::Builder::new()
+        .name("vm".to_owned())
+        .spawn(move || {
+            let mut on_event = |event: &VmEvent| match event {
+                VmEvent::Console(line) if debug => eprintln!("{line}"),
+                VmEvent::Console(_) => {}
+                VmEvent::Marker(marker, _) => {
+                    let _ = vm_events.send(SessionEvent::Marker(*marker));
+                }
+            };
+            let end = engine.run(&spec, devices, mailbox, &mut on_event);
+            let _ = vm_events.send(SessionEvent::VmEnded);
+            end
+        })
+        .map_err(|e| format!("starting the VM thread: {e}"))?;
+    // Serving ends gracefully on a signal; a command run is stopped outright.
+    let serving = matches!(work, Work::Serve);
+    let stop_on_signal = stop.clone();
+    let signals = crate::signals::on_terminate(move |name| {
+        if serving {
+            let _ = events_tx.send(SessionEvent::Signal);
+        } else {
+            stop_on_signal.stop(&format!("received {name}"));
+        }
+    })?;
+
+    let result = drive(&handle, &events, work);
+    if result.is_err() {
+        stop.stop("the session with the guest agent failed");
+    }
+    let end = vm
+        .join()
+        .map_err(|_| "the VM thread panicked".to_owned())?
+        .map_err(|e| e.to_string());
+    signals.close();
+    // The VM's own failure explains more than the session's broken connection.
+    if let Some(failure) = end?.failure() {
+        return Err(failure);
+    }
+    result
+}
+
+/// What the session waits for.
+#[derive(Debug)]
+enum SessionEvent {
+    Marker(Marker),
+    Signal,
+    VmEnded,
+}
+
+/// Waits for the agent, opens the control connection, does the work and shuts down.
+fn drive(
+    handle: &VsockHandle,
+    events: &mpsc::Receiver<SessionEvent>,
+    work: Work,
+) -> Result<u8, String> {
+    // The agent listens right after its ready marker.
+    loop {
+        match events.recv() {
+            Ok(SessionEvent::Marker(Marker::AgentReady)) => break,
+            Ok(SessionEvent::Signal | SessionEvent::Marker(_)) => {}
+            Ok(SessionEvent::VmEnded) | Err(_) => {
+                return Err("the guest ended before the agent was ready".to_owned())
+            }
+        }
+    }
+    let mut control = Control::open(connect(handle)?)?;
+    control.wait_ready(CONNECT_GRACE)?;
+    let code = match work {
+        Work::Command { argv, tty } => {
+            let status = run_command::run(connect(handle)?, argv, tty)?;
+            u8::try_from(status.to_exit_code()).unwrap_or(u8::MAX)
+        }
+        Work::Serve => loop {
+            match events.recv() {
+                Ok(SessionEvent::Signal) => break 0,
+                Ok(SessionEvent::Marker(_)) => {}
+                Ok(SessionEvent::VmEnded) | Err(_) => {
+                    return Err("the guest ended while serving".to_owned())
+                }
+            }
+        },
+    };
+    control.send(&HostToAgent::Shutdown {})?;
+    // The agent reports the apps it stopped and closes; drain until then.
+    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+    while Instant::now() < deadline {
+        match control.next() {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(code)
+}
+
+/// Connects to the agent's port, retrying while it is not yet listening.
+fn connect(handle: &VsockHandle) -> Result<std::os::unix::net::UnixStream, String> {
+    let deadline = Instant::now() + CONNECT_GRACE;
+    loop {
+        match handle.connect(protocol::AGENT_VSOCK_PORT) {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("connecting to the guest agent: {e}")),
+        }
+    }
+}
