@@ -77,7 +77,7 @@ impl fmt::Display for DecodeError {
 
 /// Decodes canonical base64.
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return Err(DecodeError::Length(text.len()));
     }
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
