@@ -16,6 +16,7 @@
 //! connecting to host port `P` reaches a listener at `<socket path>_P`.
 
 pub mod connection;
+pub mod device;
 pub mod handle;
 pub mod hybrid;
 pub mod muxer;
@@ -23,6 +24,13 @@ pub mod packet;
 pub mod report;
 pub mod txbuf;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+pub use device::{Vsock, VsockError};
 pub use handle::VsockHandle;
 
 /// The guest's context ID (DESIGN.md, "vsock").
