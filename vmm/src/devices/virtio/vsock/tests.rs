@@ -480,6 +480,10 @@ fn guest_to_host_gets_credit_updates() {
     for chunk in data.chunks(MAX_PAYLOAD as usize) {
         rig.tx(&rw(AGENT_PORT, local, chunk.len(), 0), chunk);
     }
+    // What the socket did not take waits for it to drain (an event of the muxer's).
+    while !reader.is_finished() {
+        rig.pump(10);
+    }
     assert_eq!(reader.join().unwrap(), data);
     // Once the host has taken the bytes, the guest learns it has room again.
     let deadline = Instant::now() + WAIT;
