@@ -24,9 +24,11 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
-use super::packet::{Header, HEADER_LEN, HEADER_SIZE, MAX_PAYLOAD};
-use super::{NUM_QUEUES, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
-use crate::devices::virtio::backend::{BackendError, GuestMemory, QueueSet, SharedMemory};
+use super::packet::{Header, Op, HEADER_LEN, HEADER_SIZE, MAX_PAYLOAD};
+use super::{Vsock, GUEST_CID, NUM_QUEUES, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
+use crate::devices::virtio::backend::{
+    BackendError, GuestMemory, QueueSet, SharedMemory, VirtioBackend,
+};
 
 /// Guest memory size.
 pub const MEM_SIZE: u64 = 64 << 20;
@@ -414,5 +416,104 @@ impl Poller {
     pub fn wait(&self, timeout_ms: i32) -> bool {
         let mut events = [EpollEvent::default(); 1];
         matches!(self.epoll.wait(timeout_ms, &mut events), Ok(n) if n > 0)
+    }
+}
+
+/// A [`Vsock`] device on [`TestQueues`] with a socket in a temporary directory: the
+/// pieces a benchmark or an adapter test needs to play the guest.
+#[derive(Debug)]
+pub struct Harness {
+    /// The device, activated.
+    pub dev: Vsock,
+    /// The driver side of its queues.
+    pub queues: TestQueues,
+    /// Waits on the device's backend fd.
+    pub poller: Poller,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// An activated device for guest CID [`GUEST_CID`], its hybrid socket at
+    /// `<tempdir>/vsock.sock`.
+    pub fn new() -> std::io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut dev =
+            Vsock::new(GUEST_CID, dir.path().join("vsock.sock")).map_err(std::io::Error::other)?;
+        let queues = TestQueues::default();
+        dev.activate(queues.shared_memory())
+            .map_err(std::io::Error::other)?;
+        let fd = dev
+            .backend_fd()
+            .ok_or_else(|| std::io::Error::other("vsock has no backend fd"))?;
+        let poller = Poller::new(fd)?;
+        Ok(Harness {
+            dev,
+            queues,
+            poller,
+            dir,
+        })
+    }
+
+    /// The directory holding the device's socket.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Waits up to `timeout_ms` for host-side events and handles them; true if there were.
+    pub fn pump(&mut self, timeout_ms: i32) -> Result<bool, BackendError> {
+        if !self.poller.wait(timeout_ms) {
+            return Ok(false);
+        }
+        self.dev.handle_backend_event(&mut self.queues)?;
+        Ok(true)
+    }
+
+    /// Lets the device handle the driver's notification of queue `q`.
+    pub fn kick(&mut self, q: usize) -> Result<(), BackendError> {
+        self.dev.handle_queue(q, &mut self.queues)
+    }
+
+    /// Connects the in-process handle to guest `port` and accepts as the guest with a
+    /// receive buffer of `guest_buf` bytes. Returns the host stream and the packet header
+    /// of the device's REQUEST (its `src_port` is the host port, `buf_alloc` the device's
+    /// buffer).
+    pub fn connect_from_host(
+        &mut self,
+        port: u32,
+        guest_buf: u32,
+    ) -> std::io::Result<(std::os::unix::net::UnixStream, Header)> {
+        let handle = self.dev.handle();
+        let waiter = std::thread::spawn(move || handle.connect(port));
+        self.queues.give_rx(1);
+        self.kick(RX_QUEUE).map_err(std::io::Error::other)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let request = loop {
+            if let Some(p) = self.queues.recv().into_iter().next() {
+                break p.header;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.pump(50).map_err(std::io::Error::other)?;
+        };
+        let response = Header {
+            src_cid: GUEST_CID,
+            dst_cid: request.src_cid,
+            src_port: port,
+            dst_port: request.src_port,
+            type_: request.type_,
+            op: Op::Response as u16,
+            buf_alloc: guest_buf,
+            ..Header::default()
+        };
+        self.queues
+            .send(&response, &[])
+            .ok_or_else(|| std::io::Error::other("no TX descriptors"))?;
+        self.kick(TX_QUEUE).map_err(std::io::Error::other)?;
+        self.queues.take_used(TX_QUEUE);
+        let stream = waiter
+            .join()
+            .map_err(|_| std::io::Error::other("connect thread panicked"))??;
+        Ok((stream, request))
     }
 }
