@@ -87,6 +87,12 @@ impl Vsock {
         self.muxer.connection_count()
     }
 
+    /// Lowers the connection limit (tests).
+    #[cfg(test)]
+    pub(super) fn set_max_connections(&mut self, max: usize) {
+        self.muxer.set_max_connections(max);
+    }
+
     /// Hands every packet the driver queued on TX to the muxer.
     fn process_tx(&mut self, queues: &mut dyn QueueSet) -> Result<(), BackendError> {
         let guest_cid = self.guest_cid;

@@ -89,6 +89,7 @@ pub struct Muxer {
     queued: HashSet<ConnKey>,
     resets: VecDeque<Header>,
     next_local_port: u32,
+    max_connections: usize,
 }
 
 impl Muxer {
@@ -117,6 +118,7 @@ impl Muxer {
             queued: HashSet::new(),
             resets: VecDeque::new(),
             next_local_port: FIRST_LOCAL_PORT,
+            max_connections: MAX_CONNECTIONS,
         };
         muxer
             .listener
@@ -146,6 +148,12 @@ impl Muxer {
     /// The hybrid listener's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lowers the connection limit (tests).
+    #[cfg(test)]
+    pub(super) fn set_max_connections(&mut self, max: usize) {
+        self.max_connections = max;
     }
 
     /// Open connections (including those being set up or torn down).
@@ -350,7 +358,7 @@ impl Muxer {
     }
 
     fn at_limit(&self) -> bool {
-        self.conns.len() + self.clients.len() >= MAX_CONNECTIONS
+        self.conns.len() + self.clients.len() >= self.max_connections
     }
 
     fn insert(&mut self, conn: Connection) {
@@ -379,7 +387,8 @@ impl Muxer {
         if self.at_limit() {
             report!(
                 Event::ConnectionLimit,
-                "{MAX_CONNECTIONS} connections open; refused the guest's connect to port {}",
+                "{} connections open; refused the guest's connect to port {}",
+                self.max_connections,
                 h.dst_port
             );
             self.queue_reset(h);
@@ -437,7 +446,8 @@ impl Muxer {
             if self.at_limit() {
                 report!(
                     Event::ConnectionLimit,
-                    "{MAX_CONNECTIONS} connections open; closed a new client of {}",
+                    "{} connections open; closed a new client of {}",
+                    self.max_connections,
                     self.path.display()
                 );
                 continue;
@@ -490,8 +500,14 @@ impl Muxer {
         }) = self.inbox.requests.try_recv()
         {
             if self.at_limit() {
+                report!(
+                    Event::ConnectionLimit,
+                    "{} connections open; refused an in-process connect to guest port {port}",
+                    self.max_connections
+                );
                 let _ = reply.send(Err(io::Error::other(format!(
-                    "vsock: {MAX_CONNECTIONS} connections open"
+                    "vsock: {} connections open",
+                    self.max_connections
                 ))));
                 continue;
             }

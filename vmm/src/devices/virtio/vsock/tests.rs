@@ -843,3 +843,32 @@ fn single_descriptor_rx_buffers_are_used() {
     rig.give_rx(1);
     assert_eq!(rig.recv_one().data, b"89");
 }
+
+#[test]
+fn connection_limit_refuses_every_kind_of_connect() {
+    let mut rig = Rig::new();
+    rig.dev.set_max_connections(2);
+    rig.give_rx(16);
+    let listener = UnixListener::bind(format!("{}_99", rig.path.display())).unwrap();
+    let _a = rig.connect_handle(AGENT_PORT, GUEST_BUF);
+    let _b = rig.connect_guest(&listener, 99, 7);
+    let before = count(Event::ConnectionLimit);
+
+    // In-process: an error at once, nothing reaches the guest.
+    let handle = rig.dev.handle();
+    let waiter = thread::spawn(move || handle.connect(AGENT_PORT));
+    while !waiter.is_finished() {
+        rig.pump(10);
+    }
+    let err = waiter.join().unwrap().unwrap_err();
+    assert!(err.to_string().contains("2 connections"), "{err}");
+    // Hybrid: the socket is closed.
+    let mut client = UnixStream::connect(&rig.path).unwrap();
+    rig.pump(20);
+    assert_closed(&mut client);
+    // Guest: RST.
+    rig.tx(&guest(8, 99, Op::Request), &[]);
+    assert_eq!(rig.recv_one().header.op, Op::Rst as u16);
+    assert!(count(Event::ConnectionLimit) >= before + 3);
+    assert_eq!(rig.dev.connection_count(), 2);
+}
