@@ -79,7 +79,7 @@ pub fn run(
         }
     })?;
 
-    let result = drive(&handle, &events, work);
+    let result = drive(&handle, &events, work, debug);
     if result.is_err() {
         stop.stop("the session with the guest agent failed");
     }
@@ -120,6 +120,12 @@ fn drive(
         }
     }
     let mut control = Control::open(connect(handle)?)?;
+    if debug {
+        eprintln!(
+            "stage1-kvm: guest agent {} connected",
+            control.agent_version()
+        );
+    }
     control.wait_ready(CONNECT_GRACE)?;
     let code = match work {
         Work::Command { argv, tty } => {

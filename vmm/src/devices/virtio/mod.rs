@@ -5,3 +5,4 @@
 pub mod backend;
 pub mod transport;
 pub mod vhost_user;
+pub mod vsock;
