@@ -108,6 +108,7 @@ fn drive(
     handle: &VsockHandle,
     events: &mpsc::Receiver<SessionEvent>,
     work: Work,
+    debug: bool,
 ) -> Result<u8, String> {
     // The agent listens right after its ready marker.
     loop {

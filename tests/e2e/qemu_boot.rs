@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use initramfs::Archive;
-use stage1_kvm_e2e::{agent, Finished, Sandbox};
+use stage1_kvm_e2e::{agent, send_signal, Finished, Sandbox};
 
 const ENGINE: &str = "qemu";
 
@@ -265,9 +265,7 @@ fn sigterm_stops_the_vm_with_a_clear_error() {
         .spawn()
         .unwrap();
     wait_for_qemu(&sandbox);
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: sends SIGTERM to our own child; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    send_signal(&child, libc::SIGTERM);
     let run = Finished::from(child.wait_with_output().unwrap());
     run.assert_one_line_failure("the VM was stopped: received SIGTERM");
     sandbox.assert_nothing_left();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stage1_kvm_e2e::{stage1_bin, Finished, Sandbox};
+use stage1_kvm_e2e::{send_signal, stage1_bin, Finished, Sandbox};
 
 const ENGINE: &str = "qemu";
 const MEM: &str = "256";
@@ -213,11 +213,7 @@ impl Served {
     /// SIGTERM: graceful shutdown; returns the run's result.
     fn shutdown(mut self) -> Finished {
         let child = self.child.take().unwrap();
-        // SAFETY: sends SIGTERM to our own child; no memory is involved.
-        assert_eq!(
-            unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGTERM) },
-            0
-        );
+        send_signal(&child, libc::SIGTERM);
         let finished = Finished::from(child.wait_with_output().unwrap());
         self.sandbox.assert_nothing_left();
         finished
