@@ -210,6 +210,20 @@ impl Connection {
         // Dropping a handle's sender tells it the connection failed.
         self.waiter = None;
         let _ = self.stream.shutdown(Shutdown::Both);
+        self.discard_input();
+    }
+
+    /// Reads and drops what the host sent that will never reach the guest: a Unix socket
+    /// closed with unread input makes its peer's next read fail with ECONNRESET instead
+    /// of a clean end of file after the last byte. Bounded, as the socket's buffer is.
+    fn discard_input(&mut self) {
+        let mut sink = [0u8; 16 * 1024];
+        for _ in 0..64 {
+            match std::io::Read::read(&mut self.stream, &mut sink) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
     }
 
     /// The host socket is ready for what [`Self::interest`] asked (or hung up / failed).

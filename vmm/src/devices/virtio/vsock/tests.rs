@@ -872,3 +872,21 @@ fn connection_limit_refuses_every_kind_of_connect() {
     assert!(count(Event::ConnectionLimit) >= before + 3);
     assert_eq!(rig.dev.connection_count(), 2);
 }
+
+#[test]
+fn guest_close_with_host_bytes_unread_is_a_clean_eof() {
+    let mut rig = Rig::new();
+    rig.give_rx(8);
+    // The guest grants no credit: what the host sends is never read.
+    let (mut host, local) = rig.connect_handle(AGENT_PORT, 0);
+    host.write_all(b"never read").unwrap();
+    rig.pump(20);
+    let mut shut = guest(AGENT_PORT, local, Op::Shutdown);
+    shut.flags = SHUTDOWN_RCV | SHUTDOWN_SEND;
+    shut.buf_alloc = 0;
+    rig.tx(&shut, &[]);
+    let ops: Vec<u16> = rig.recv_some().iter().map(|p| p.header.op).collect();
+    assert!(ops.contains(&(Op::Rst as u16)), "{ops:?}");
+    assert_eq!(rig.dev.connection_count(), 0);
+    assert_eof(&mut host);
+}
