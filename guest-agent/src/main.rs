@@ -12,6 +12,8 @@ mod marker;
 mod mounts;
 mod power;
 mod reaper;
+#[cfg(test)]
+mod test_support;
 
 use std::process::ExitCode;
 use std::time::Duration;
