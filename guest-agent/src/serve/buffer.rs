@@ -1,5 +1,5 @@
 //! A byte queue for data waiting for a non-blocking descriptor to become writable: a
-//! connection's outgoing frames.
+//! connection's outgoing frames, an exec session's stdin.
 //!
 //! Its bound is the caller's: producers check [`ByteQueue::len`] against a high-water mark
 //! before producing more (backpressure), so the queue holds at most the mark plus one

@@ -15,8 +15,9 @@
 //! in the `PATH` of the process's own environment, or in the working directory, `/bin`
 //! and `/usr/bin` when it has none. The search happens in the child, after `chroot`, so
 //! it sees the app's root exactly as the program will (symlinks included): each candidate
-//! is tried with `execve` in order, like `execvp`. The program found becomes `argv[0]`
-//! (rkt does so for apps).
+//! is tried with `execve` in order, like `execvp`. For apps the program found becomes
+//! `argv[0]` (rkt does so); exec sessions keep `argv[0]` as given (rkt's `enterexec`
+//! uses `execvp`).
 //!
 //! A program that cannot be executed is reported like rkt's diagnostic does:
 //! `Unable to open "<path>": <errno text>`.
@@ -35,28 +36,57 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{
     chdir, chroot, dup2, fork, geteuid, pipe2, setgid, setsid, setuid, ForkResult, Gid, Pid, Uid,
 };
-use protocol::{ExitStatus, ProcessSpec};
+use protocol::{ExitStatus, ProcessSpec, WindowSize};
 
-/// A process to start. Its stdin is `/dev/null`, its stdout and stderr are pipes to the
-/// agent.
+use super::pty;
+
+/// The child's standard descriptors.
+#[derive(Clone, Copy, Debug)]
+pub enum Stdio {
+    /// An app: stdin is `/dev/null`, stdout and stderr are pipes to the agent.
+    App,
+    /// An exec session without a tty: stdin, stdout and stderr are pipes.
+    Piped,
+    /// An exec session with a tty of this size: all three are the slave of a new
+    /// pseudo-terminal, which is also the child's controlling terminal.
+    Tty(Option<WindowSize>),
+}
+
+/// What `argv[0]` the program gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Argv0 {
+    /// The one in the request.
+    AsGiven,
+    /// The path of the program found (rkt's rule for apps).
+    Resolved,
+}
+
+/// A process to start.
 #[derive(Debug)]
 pub struct Request<'a> {
     /// Program, arguments, environment, working directory, identity.
     pub process: &'a ProcessSpec,
     /// Directory to `chroot` into first, if any.
     pub root: Option<&'a Path>,
+    /// Its standard descriptors.
+    pub stdio: Stdio,
+    /// Its `argv[0]`.
+    pub argv0: Argv0,
 }
 
-/// A started process and the agent's ends of its output pipes, non-blocking and
-/// close-on-exec.
+/// A started process and the agent's ends of its standard descriptors, all non-blocking
+/// and close-on-exec.
 #[derive(Debug)]
 pub struct Spawned {
     /// Its pid, which is also its session and process group id.
     pub pid: Pid,
-    /// Its stdout.
+    /// Where its stdin is written: a pipe, or a duplicate of the pty master. `None` for
+    /// apps.
+    pub stdin: Option<OwnedFd>,
+    /// Its stdout: a pipe, or the pty master (which carries stderr too).
     pub stdout: OwnedFd,
-    /// Its stderr.
-    pub stderr: OwnedFd,
+    /// Its stderr, unless it shares the tty with stdout.
+    pub stderr: Option<OwnedFd>,
 }
 
 /// The steps of the child between `fork` and `execve`, as reported on failure.
@@ -65,6 +95,7 @@ pub struct Spawned {
 enum Step {
     Signals = 1,
     Session,
+    Terminal,
     Stdio,
     Root,
     Groups,
@@ -79,6 +110,7 @@ impl Step {
         [
             Self::Signals,
             Self::Session,
+            Self::Terminal,
             Self::Stdio,
             Self::Root,
             Self::Groups,
@@ -134,6 +166,7 @@ impl Failure {
 struct Prepared {
     /// Programs to try, in order.
     candidates: Vec<CString>,
+    replace_argv0: bool,
     /// Owns the strings `argv_ptrs` points to.
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const c_char>,
@@ -154,6 +187,7 @@ struct ChildFds<'a> {
     stdin: BorrowedFd<'a>,
     stdout: BorrowedFd<'a>,
     stderr: BorrowedFd<'a>,
+    tty: bool,
     report: BorrowedFd<'a>,
 }
 
@@ -223,6 +257,7 @@ fn prepare(req: &Request<'_>) -> Result<Prepared, NulError> {
             .iter()
             .map(|c| c_string(c))
             .collect::<Result<_, _>>()?,
+        replace_argv0: req.argv0 == Argv0::Resolved,
         _argv: argv,
         argv_ptrs,
         _envp: envp,
@@ -260,6 +295,14 @@ fn child_steps(p: &mut Prepared, fds: &ChildFds<'_>) -> Failure {
             }
         }
         setsid().map_err(step(Step::Session))?;
+        if fds.tty {
+            // SAFETY: TIOCSCTTY takes an int by value (0: do not steal the terminal from
+            // another session) and touches no memory of ours.
+            let rc = unsafe { libc::ioctl(fds.stdin.as_raw_fd(), libc::TIOCSCTTY, 0) };
+            if rc < 0 {
+                return Err(Failure::new(Step::Terminal, Errno::last()));
+            }
+        }
         // The agent keeps descriptors 0-2 open (see `serve::ensure_standard_fds`), so
         // every source here is above 2 and each dup2 makes a new, inheritable descriptor.
         for (fd, target) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
@@ -293,8 +336,10 @@ fn exec(p: &mut Prepared) -> Failure {
     let mut missing: Option<Failure> = None;
     let mut denied: Option<Failure> = None;
     for (index, program) in p.candidates.iter().enumerate() {
-        if let Some(first) = p.argv_ptrs.first_mut() {
-            *first = program.as_ptr();
+        if p.replace_argv0 {
+            if let Some(first) = p.argv_ptrs.first_mut() {
+                *first = program.as_ptr();
+            }
         }
         // SAFETY: `program` is a C string, and both arrays are null-terminated arrays of
         // pointers to C strings owned by `p`, alive for the call.
@@ -353,7 +398,7 @@ fn describe(failure: Failure, req: &Request<'_>, candidates: &[String]) -> Strin
             "cannot change to working directory {:?}: {desc}",
             process.cwd
         ),
-        Step::Signals | Step::Session | Step::Stdio => {
+        Step::Signals | Step::Session | Step::Terminal | Step::Stdio => {
             format!("cannot set up the process ({:?}): {desc}", failure.step)
         }
     }
@@ -365,33 +410,63 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The descriptors of an app: its ends and ours.
+/// The descriptors of a child: its ends and ours.
 struct Plumbing {
     child_stdin: OwnedFd,
     child_stdout: OwnedFd,
-    child_stderr: OwnedFd,
-    ours: (OwnedFd, OwnedFd),
+    /// `None` with a tty: stderr is the slave too.
+    child_stderr: Option<OwnedFd>,
+    tty: bool,
+    ours: (Option<OwnedFd>, OwnedFd, Option<OwnedFd>),
 }
 
-fn plumbing() -> io::Result<Plumbing> {
+fn plumbing(stdio: Stdio) -> io::Result<Plumbing> {
     let pipe = || -> io::Result<(OwnedFd, OwnedFd)> { Ok(pipe2(OFlag::O_CLOEXEC)?) };
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    set_nonblocking(&out_r)?;
-    set_nonblocking(&err_r)?;
-    Ok(Plumbing {
-        child_stdin: OwnedFd::from(File::open("/dev/null")?),
-        child_stdout: out_w,
-        child_stderr: err_w,
-        ours: (out_r, err_r),
-    })
+    match stdio {
+        Stdio::App | Stdio::Piped => {
+            let (stdin_child, stdin_ours) = match stdio {
+                Stdio::App => (OwnedFd::from(File::open("/dev/null")?), None),
+                _ => {
+                    let (r, w) = pipe()?;
+                    (r, Some(w))
+                }
+            };
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            for fd in [Some(&out_r), Some(&err_r), stdin_ours.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                set_nonblocking(fd)?;
+            }
+            Ok(Plumbing {
+                child_stdin: stdin_child,
+                child_stdout: out_w,
+                child_stderr: Some(err_w),
+                tty: false,
+                ours: (stdin_ours, out_r, Some(err_r)),
+            })
+        }
+        Stdio::Tty(window) => {
+            let pty = pty::open(window)?;
+            let writer = pty.master.try_clone()?;
+            Ok(Plumbing {
+                child_stdout: pty.slave.try_clone()?,
+                child_stdin: pty.slave,
+                child_stderr: None,
+                tty: true,
+                ours: (Some(writer), pty.master, None),
+            })
+        }
+    }
 }
 
 /// Starts a process; on failure, the message for the host.
 pub fn spawn(req: &Request<'_>) -> Result<Spawned, String> {
     let mut prepared =
         prepare(req).map_err(|e| format!("cannot start the process: {e} (NUL byte)"))?;
-    let plumbing = plumbing().map_err(|e| format!("cannot set up the process's stdio: {e}"))?;
+    let plumbing =
+        plumbing(req.stdio).map_err(|e| format!("cannot set up the process's stdio: {e}"))?;
     let (report_r, report_w) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot start the process: {e}"))?;
 
@@ -404,7 +479,13 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, String> {
             let fds = ChildFds {
                 stdin: std::os::fd::AsFd::as_fd(&plumbing.child_stdin),
                 stdout: std::os::fd::AsFd::as_fd(&plumbing.child_stdout),
-                stderr: std::os::fd::AsFd::as_fd(&plumbing.child_stderr),
+                stderr: std::os::fd::AsFd::as_fd(
+                    plumbing
+                        .child_stderr
+                        .as_ref()
+                        .unwrap_or(&plumbing.child_stdout),
+                ),
+                tty: plumbing.tty,
                 report: std::os::fd::AsFd::as_fd(&report_w),
             };
             let failure = child_steps(&mut prepared, &fds);
@@ -419,13 +500,15 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, String> {
                 child_stdout,
                 child_stderr,
                 ours,
+                ..
             } = plumbing;
             drop((child_stdin, child_stdout, child_stderr, report_w));
             match read_failure(&report_r) {
                 None => Ok(Spawned {
                     pid: child,
-                    stdout: ours.0,
-                    stderr: ours.1,
+                    stdin: ours.0,
+                    stdout: ours.1,
+                    stderr: ours.2,
                 }),
                 Some(failure) => {
                     // The child _exits right after reporting; collect it here so the loop

@@ -8,17 +8,17 @@
 //!   answer is the `app_exited` of each app it stopped. A stopped app's whole process
 //!   group is signalled: `graceful` is `SIGTERM` (and `SIGCONT`, for stopped processes),
 //!   then `SIGKILL` after the timeout; `force` is `SIGKILL`.
-//! * `shutdown`: no new connections; every app gets a graceful stop with
-//!   [`Config::shutdown_grace`](super::Config::shutdown_grace); their remaining output
-//!   and exits are sent; then the loop ends and the agent powers off. Messages after
-//!   `shutdown` are ignored.
+//! * `shutdown`: no new connections; every app and exec session gets a graceful stop
+//!   with [`Config::shutdown_grace`](super::Config::shutdown_grace); their remaining
+//!   output and exits are sent; then the loop ends and the agent powers off. Messages
+//!   after `shutdown` are ignored.
 
 use std::time::{Duration, Instant};
 
 use protocol::control::{AgentToHost, HostToAgent, StopMode};
 use protocol::ProcessSpec;
 
-use super::child::{self, Request};
+use super::child::{self, Argv0, Request, Stdio};
 use super::proc::Owner;
 use super::{Listener, Loop, Role, Shutdown};
 
@@ -62,11 +62,13 @@ impl<L: Listener> Loop<L> {
         let request = Request {
             process,
             root: root.as_deref(),
+            stdio: Stdio::App,
+            argv0: Argv0::Resolved,
         };
         match child::spawn(&request) {
             Ok(spawned) => {
                 let pid = u32::try_from(spawned.pid.as_raw()).unwrap_or(0);
-                self.add_proc(Owner::App(name.clone()), spawned);
+                self.add_proc(Owner::App(name.clone()), spawned, false);
                 self.tell_host(&AgentToHost::AppStarted { name, pid });
             }
             Err(message) => self.tell_host(&AgentToHost::Error {
@@ -83,6 +85,7 @@ impl<L: Listener> Loop<L> {
             .filter(|(_, p)| match (&p.owner, &app) {
                 (Owner::App(name), Some(wanted)) => name == wanted,
                 (Owner::App(_), None) => true,
+                (Owner::Exec(_), _) => false,
             })
             .map(|(id, _)| *id)
             .collect();
@@ -95,7 +98,7 @@ impl<L: Listener> Loop<L> {
         }
     }
 
-    /// Stops one process as `mode` says.
+    /// Stops one process (app or exec session) as `mode` says.
     pub(super) fn stop_proc(&mut self, id: u64, mode: StopMode) {
         let Some(proc) = self.procs.get_mut(&id) else {
             return;
@@ -116,13 +119,19 @@ impl<L: Listener> Loop<L> {
     }
 
     fn begin_shutdown(&mut self) {
-        crate::console::line("shutting down: stopping the apps");
+        crate::console::line("shutting down: stopping apps and sessions");
         let grace = self.config.shutdown_grace;
         self.shutdown = Some(Shutdown {
             deadline: Instant::now() + grace + self.config.flush_timeout,
         });
         self.listener = None;
+        let closing = Instant::now() + self.config.flush_timeout;
         self.peers.retain(|_, peer| peer.role != Role::Handshake);
+        for peer in self.peers.values_mut() {
+            if peer.role == Role::Exec(None) {
+                peer.closing.get_or_insert(closing);
+            }
+        }
         let timeout_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
         let ids: Vec<u64> = self.procs.keys().copied().collect();
         for id in ids {

@@ -1,17 +1,20 @@
 //! Serving the host: one single-threaded epoll loop over the vsock listener, the
-//! connections it accepts, the `SIGCHLD` signalfd and every child's output.
+//! connections it accepts, the `SIGCHLD` signalfd and every child's stdio.
 //!
 //! Connections start with the protocol's handshake, whose preamble names their kind:
 //!
 //! * **control** ([`control`]): at most one at a time. The agent says `hello` and `ready`;
 //!   the host starts apps, stops them and finally shuts the VM down. Losing it ends the
 //!   loop with [`Ending::ControlLost`].
-//! * **exec**: not served yet (refused in the handshake).
+//! * **exec** ([`exec`]): any number, each one process with its stdin, output, terminal
+//!   size, signals and exit status.
 //!
 //! Nothing blocks the loop but `fork`'s report pipe and the final flush of the control
 //! connection (bounded by a deadline). Memory is bounded: one shared 64 KiB read buffer;
 //! per connection a frame decoder (the protocol bounds frames) and an output queue that
-//! child output is only read into while it holds less than [`conn::OUT_HIGH_WATER`].
+//! child output is only read into while it holds less than [`conn::OUT_HIGH_WATER`]; per
+//! exec session a stdin queue that the client's socket is only read into while it holds
+//! less than [`proc::STDIN_HIGH_WATER`].
 //!
 //! The loop is generic over its [`Listener`] and ends by returning an [`Ending`] rather
 //! than powering off, so the unit tests run it over a Unix socket inside the test process.
@@ -20,9 +23,11 @@ mod buffer;
 mod child;
 mod conn;
 mod control;
+mod exec;
 pub mod listener;
 mod poller;
 mod proc;
+mod pty;
 mod reap;
 #[cfg(test)]
 mod tests;
@@ -38,6 +43,7 @@ use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use protocol::control::AgentToHost;
+use protocol::exec::AgentToClient;
 use protocol::handshake::{self, ConnectionKind, Preamble};
 use protocol::{ExitStatus, MAX_CHUNK_LEN};
 
@@ -60,6 +66,11 @@ pub struct Config {
     /// Longest wait for a peer to take what is queued for it before its connection is
     /// dropped anyway (and, at the end, for the control connection's last bytes).
     pub flush_timeout: Duration,
+    /// After an exec client went away: time between `SIGHUP` and `SIGKILL`.
+    pub hangup_grace: Duration,
+    /// After a tty session's process exited: how long a descendant holding the terminal
+    /// open may delay its `exited`.
+    pub pty_linger: Duration,
 }
 
 impl Config {
@@ -70,6 +81,8 @@ impl Config {
             init: true,
             shutdown_grace: Duration::from_secs(2),
             flush_timeout: Duration::from_secs(5),
+            hangup_grace: Duration::from_millis(500),
+            pty_linger: Duration::from_secs(1),
         }
     }
 }
@@ -93,6 +106,7 @@ const ROLE_BITS: u32 = 2;
 const ROLE_SOCKET: u64 = 0;
 const ROLE_STDOUT: u64 = 1;
 const ROLE_STDERR: u64 = 2;
+const ROLE_STDIN: u64 = 3;
 
 /// Events taken from epoll per wait.
 const EVENTS_PER_WAIT: usize = 32;
@@ -112,6 +126,8 @@ enum Role {
     Handshake,
     /// The control connection.
     Control,
+    /// An exec session; its process once started.
+    Exec(Option<u64>),
 }
 
 /// A connection and what it is for.
@@ -239,7 +255,12 @@ impl<L: Listener> Loop<L> {
                         }
                     }
                     ROLE_STDOUT => self.pump(id, Stream::Stdout, false),
-                    _ => self.pump(id, Stream::Stderr, false),
+                    ROLE_STDERR => self.pump(id, Stream::Stderr, false),
+                    _ => {
+                        if let Some(proc) = self.procs.get_mut(&id) {
+                            proc.write_stdin();
+                        }
+                    }
                 }
             }
         }
@@ -317,9 +338,9 @@ impl<L: Listener> Loop<L> {
     fn answer_handshake(&mut self, id: u64, preamble: &Preamble) {
         let control_free = self.control.is_none() && self.shutdown.is_none();
         let accepted: &[ConnectionKind] = if control_free {
-            &[ConnectionKind::Control]
+            &[ConnectionKind::Control, ConnectionKind::Exec]
         } else {
-            &[]
+            &[ConnectionKind::Exec]
         };
         let answer = handshake::answer(preamble, accepted);
         let Some(peer) = self.peers.get_mut(&id) else {
@@ -335,8 +356,7 @@ impl<L: Listener> Loop<L> {
                 });
                 peer.conn.send(&AgentToHost::Ready {});
             }
-            // Not accepted (yet), so not an outcome: close, should it ever be.
-            Ok(ConnectionKind::Exec) => peer.closing = Some(Instant::now()),
+            Ok(ConnectionKind::Exec) => peer.role = Role::Exec(None),
             Err(e) => {
                 let asked_control = preamble[6] == ConnectionKind::Control.as_byte();
                 if asked_control
@@ -370,6 +390,11 @@ impl<L: Listener> Loop<L> {
                     Ok(None) => return,
                     Err(e) => return self.protocol_error(id, &e),
                 },
+                Role::Exec(_) => match peer.conn.next_message() {
+                    Ok(Some(message)) => self.on_exec(id, message),
+                    Ok(None) => return,
+                    Err(e) => return self.protocol_error(id, &e),
+                },
             }
         }
     }
@@ -394,6 +419,13 @@ impl<L: Listener> Loop<L> {
                 self.lost = Some(format!(
                     "the control connection broke the protocol: {message}"
                 ));
+            }
+            Role::Exec(proc) => {
+                crate::console::line(&format!("error: closing an exec connection: {message}"));
+                peer.conn.send(&AgentToClient::Error { message });
+                if let Some(proc) = proc {
+                    self.hang_up(proc);
+                }
             }
         }
     }
@@ -424,6 +456,32 @@ impl<L: Listener> Loop<L> {
                     self.lost = Some(reason);
                 }
             }
+            Role::Exec(proc) => {
+                if peer.closing.is_none() {
+                    if let Some(why) = why {
+                        crate::console::line(&format!("error: an exec connection failed: {why}"));
+                    }
+                }
+                if let Some(proc) = proc {
+                    self.hang_up(proc);
+                }
+            }
+        }
+    }
+
+    /// An exec session lost its client: its process group gets `SIGHUP` now and `SIGKILL`
+    /// after the grace, its stdio is closed, and nothing is reported.
+    fn hang_up(&mut self, proc_id: u64) {
+        let Some(proc) = self.procs.get_mut(&proc_id) else {
+            return;
+        };
+        proc.owner = Owner::Exec(None);
+        proc.disconnect();
+        if proc.status.is_none() {
+            proc.signal_own_group(libc::SIGHUP);
+            proc.signal_own_group(libc::SIGCONT);
+            proc.stopping = true;
+            proc.kill_at = Some(Instant::now() + self.config.hangup_grace);
         }
     }
 
@@ -441,6 +499,7 @@ impl<L: Listener> Loop<L> {
     fn has_room(peers: &BTreeMap<u64, Peer>, control: Option<u64>, owner: &Owner) -> bool {
         let conn = match owner {
             Owner::App(_) => control,
+            Owner::Exec(conn) => *conn,
         };
         conn.and_then(|id| peers.get(&id))
             .is_none_or(|peer| peer.conn.has_room())
@@ -487,14 +546,23 @@ impl<L: Listener> Loop<L> {
                     });
                 }
             }
+            Owner::Exec(Some(conn)) => {
+                if let Some(peer) = self.peers.get_mut(conn) {
+                    peer.conn.send(&match stream {
+                        Stream::Stdout => AgentToClient::Stdout { data },
+                        Stream::Stderr => AgentToClient::Stderr { data },
+                    });
+                }
+            }
+            Owner::Exec(None) => {}
         }
     }
 
     /// Takes over a spawned process; returns its id.
-    fn add_proc(&mut self, owner: Owner, spawned: child::Spawned) -> u64 {
+    fn add_proc(&mut self, owner: Owner, spawned: child::Spawned, tty: bool) -> u64 {
         let id = self.new_id();
-        let roles = [ROLE_STDOUT, ROLE_STDERR];
-        let proc = Proc::new(owner, spawned, &self.poller, |i| token(id, roles[i]));
+        let roles = [ROLE_STDOUT, ROLE_STDERR, ROLE_STDIN];
+        let proc = Proc::new(owner, spawned, tty, &self.poller, |i| token(id, roles[i]));
         self.procs.insert(id, proc);
         id
     }
@@ -515,6 +583,13 @@ impl<L: Listener> Loop<L> {
                     peer.conn.send(&AgentToHost::AppExited { name, status });
                 }
             }
+            Owner::Exec(Some(conn)) => {
+                if let Some(peer) = self.peers.get_mut(&conn) {
+                    peer.conn.send(&AgentToClient::Exited { status });
+                    peer.closing = Some(Instant::now() + self.config.flush_timeout);
+                }
+            }
+            Owner::Exec(None) => {}
         }
     }
 
@@ -528,6 +603,9 @@ impl<L: Listener> Loop<L> {
         for proc in self.procs.values() {
             if let (Some(kill_at), None) = (proc.kill_at, proc.status) {
                 consider(kill_at);
+            }
+            if let Some(quiet) = proc.quiet_since {
+                consider(quiet + self.config.pty_linger);
             }
         }
         for peer in self.peers.values() {
@@ -553,6 +631,12 @@ impl<L: Listener> Loop<L> {
             if proc.kill_at.is_some_and(|at| at <= now) {
                 proc.kill_at = None;
                 proc.signal_own_group(libc::SIGKILL);
+            }
+            if proc
+                .quiet_since
+                .is_some_and(|quiet| quiet + self.config.pty_linger <= now)
+            {
+                proc.close_outputs();
             }
         }
         self.peers
@@ -609,7 +693,15 @@ impl<L: Listener> Loop<L> {
             proc.watch(room)?;
         }
         for peer in self.peers.values_mut() {
-            peer.conn.watch(peer.closing.is_none())?;
+            let read = peer.closing.is_none()
+                && match peer.role {
+                    Role::Exec(Some(proc)) => self
+                        .procs
+                        .get(&proc)
+                        .is_none_or(|p| p.stdin_queued() < proc::STDIN_HIGH_WATER),
+                    _ => true,
+                };
+            peer.conn.watch(read)?;
         }
         Ok(())
     }

@@ -37,6 +37,11 @@ impl Interest {
         read: true,
         write: false,
     };
+    /// Writable only.
+    pub const WRITE: Self = Self {
+        read: false,
+        write: true,
+    };
 
     fn flags(self) -> EpollFlags {
         let mut flags = EpollFlags::empty();

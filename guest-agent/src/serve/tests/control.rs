@@ -22,9 +22,13 @@ fn raw_handshake(agent: &Agent, preamble: &[u8; 8]) -> [u8; 8] {
 }
 
 #[test]
-fn handshake_accepts_control_and_says_hello_then_ready() {
+fn handshake_accepts_control_and_exec_and_says_hello_then_ready() {
     let agent = Agent::start();
     let mut control = agent.control();
+
+    let mut exec = agent.connect();
+    handshake::connect(&mut exec, ConnectionKind::Exec).unwrap();
+    drop(exec);
 
     control.send(&HostToAgent::Shutdown {});
     assert_eq!(control.recv(), None);
@@ -332,6 +336,7 @@ fn shutdown_sends_all_output_and_exits_before_the_loop_ends() {
     control.start_app("talker", sh(&script)).unwrap();
     control.wait_output("talker", "hi");
     control.start_app("quiet", spec(&["sleep", "100"])).unwrap();
+    let mut session = agent.exec(exec_request(spec(&["cat"]))).unwrap();
 
     control.send(&HostToAgent::Shutdown {});
     // The loop ends (where the agent powers off) before the test reads anything: what
@@ -365,6 +370,7 @@ fn shutdown_sends_all_output_and_exits_before_the_loop_ends() {
             ("talker".to_owned(), ExitStatus::Code(0)),
         ]
     );
+    assert_eq!(session.collect().status, ExitStatus::Signal(15));
 }
 
 #[test]

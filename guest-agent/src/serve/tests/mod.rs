@@ -1,8 +1,9 @@
 //! The serving loop end to end, in-process: the real loop over a Unix listener (an
-//! abstract socket), real processes (`/bin/sh`, `cat`, …), and the protocol crate as the
-//! client, the way the host drives it.
+//! abstract socket), real processes (`/bin/sh`, `cat`, `tty`, …), and the protocol crate
+//! as the client, the way the host drives it.
 
 mod control;
+mod exec;
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -14,8 +15,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protocol::control::{AgentToHost, HostToAgent, OutputStream};
+use protocol::exec::{AgentToClient, ClientToAgent, ExecRequest};
 use protocol::handshake::{self, ConnectionKind};
-use protocol::{read_message, write_message, ExitStatus, ProcessSpec};
+use protocol::{read_message, write_message, ExitStatus, ProcessSpec, WindowSize};
 
 use super::{run, Config, Ending};
 
@@ -29,6 +31,8 @@ fn config() -> Config {
         init: false,
         shutdown_grace: Duration::from_millis(500),
         flush_timeout: Duration::from_secs(5),
+        hangup_grace: Duration::from_millis(300),
+        pty_linger: Duration::from_millis(300),
     }
 }
 
@@ -46,6 +50,24 @@ fn spec(argv: &[&str]) -> ProcessSpec {
 
 fn sh(script: &str) -> ProcessSpec {
     spec(&["/bin/sh", "-c", script])
+}
+
+fn exec_request(process: ProcessSpec) -> ExecRequest {
+    ExecRequest {
+        app: None,
+        process,
+        tty: false,
+        window: None,
+    }
+}
+
+fn tty_request(process: ProcessSpec, window: Option<WindowSize>) -> ExecRequest {
+    ExecRequest {
+        app: None,
+        process,
+        tty: true,
+        window,
+    }
 }
 
 /// `len` pseudo-random bytes (xorshift), in a file removed on drop.
@@ -93,6 +115,15 @@ fn dead(pid: u32) -> bool {
         Ok(stat) => stat
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Waits until `pid` is dead.
+fn wait_dead(pid: u32) {
+    let start = Instant::now();
+    while !dead(pid) {
+        assert!(start.elapsed() < PATIENCE, "process {pid} still alive");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -147,6 +178,31 @@ impl Agent {
         );
         assert_eq!(control.recv(), Some(AgentToHost::Ready {}));
         control
+    }
+
+    /// An exec session: `Ok` once `started`, `Err` with the agent's `error`.
+    fn exec(&self, request: ExecRequest) -> Result<Session, String> {
+        let mut session = self.exec_unstarted(request);
+        match session.recv() {
+            Some(AgentToClient::Started { pid }) => {
+                session.pid = pid;
+                Ok(session)
+            }
+            Some(AgentToClient::Error { message }) => {
+                assert_eq!(session.recv(), None, "the agent closes after an error");
+                Err(message)
+            }
+            other => panic!("expected started or error, got {other:?}"),
+        }
+    }
+
+    /// An exec session whose request is sent but whose answer is not read yet.
+    fn exec_unstarted(&self, request: ExecRequest) -> Session {
+        let mut stream = self.connect();
+        handshake::connect(&mut stream, ConnectionKind::Exec).unwrap();
+        let mut session = Session { stream, pid: 0 };
+        session.send(&ClientToAgent::Exec(request));
+        session
     }
 
     /// Waits for the loop to end.
@@ -274,5 +330,73 @@ impl Control {
                 other => panic!("expected output of {name}, got {other:?}"),
             }
         }
+    }
+}
+
+/// What an exec session produced.
+#[derive(Debug)]
+struct Outcome {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    status: ExitStatus,
+}
+
+impl Outcome {
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// The client's side of an exec session.
+struct Session {
+    stream: UnixStream,
+    pid: u32,
+}
+
+impl Session {
+    fn send(&mut self, message: &ClientToAgent) {
+        write_message(&mut self.stream, message).unwrap();
+    }
+
+    fn recv(&mut self) -> Option<AgentToClient> {
+        read_message(&mut self.stream).unwrap()
+    }
+
+    fn stdin(&mut self, data: &[u8]) {
+        self.send(&ClientToAgent::Stdin {
+            data: data.to_vec(),
+        });
+    }
+
+    /// Everything up to `exited`, then checks the agent closes.
+    fn collect(&mut self) -> Outcome {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        loop {
+            match self.recv() {
+                Some(AgentToClient::Stdout { data }) => stdout.extend(data),
+                Some(AgentToClient::Stderr { data }) => stderr.extend(data),
+                Some(AgentToClient::Exited { status }) => {
+                    assert_eq!(self.recv(), None, "exited is the last message");
+                    return Outcome {
+                        stdout,
+                        stderr,
+                        status,
+                    };
+                }
+                other => panic!("expected output or exited, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads stdout until it contains `text`; returns what was read.
+    fn wait_stdout(&mut self, text: &str) -> String {
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains(text) {
+            match self.recv() {
+                Some(AgentToClient::Stdout { data }) => seen.extend(data),
+                other => panic!("expected stdout containing {text:?}, got {other:?}"),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
     }
 }
