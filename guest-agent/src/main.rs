@@ -1,17 +1,23 @@
 //! The stage1-kvm guest agent: PID 1 of the pod's VM.
 //!
-//! It sets up the guest's basic file systems, tells the host how far boot got through
-//! boot markers, and powers the VM off. Later stages of the agent (control connection,
-//! apps, exec sessions) plug into [`serve`]. Every way it can end reaches the host: a
-//! clean power-off is announced with [`marker::Marker::ShutdownClean`], any failure or
-//! panic with [`marker::Marker::AgentFailed`] before the VM resets, so the host never
-//! mistakes a broken guest for a successful one.
+//! It sets up the guest's basic file systems and tells the host how far boot got through
+//! boot markers. Then, if the kernel command line says `stage1_kvm.agent=serve` (see
+//! [`mode`]), it serves the host over vsock ([`serve`]: the control connection, apps,
+//! exec sessions) until the host shuts the VM down; otherwise it powers off at once (the
+//! boot-only check and benchmark). Every way it can end reaches the host: a clean
+//! power-off is announced with [`marker::Marker::ShutdownClean`], any failure or panic
+//! with [`marker::Marker::AgentFailed`] before the VM resets, so the host never mistakes
+//! a broken guest for a successful one.
 
 mod console;
 mod marker;
+mod mode;
 mod mounts;
 mod power;
 mod reaper;
+mod serve;
+#[cfg(test)]
+mod test_support;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -54,12 +60,27 @@ fn run(started_ms: u64) -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, usize::from),
         console::own_rss_kib().unwrap_or(0),
     ));
-    serve()
+    match mode::current()? {
+        mode::Mode::BootCheck => {
+            reaper::reap_exited();
+            Ok(())
+        }
+        mode::Mode::Serve => serve_host(),
+    }
 }
 
-/// The agent's work once the guest is up. Until the control connection exists there is
-/// nothing to serve: the VM powers off right after reporting ready.
-fn serve() -> Result<(), String> {
-    reaper::reap_exited();
-    Ok(())
+/// Serves the host on vsock until it shuts the VM down (`Ok`) or the pod fails (`Err`).
+fn serve_host() -> Result<(), String> {
+    let port = protocol::AGENT_VSOCK_PORT;
+    let listener = serve::VsockListener::bind(port)
+        .map_err(|e| format!("cannot listen on vsock port {port}: {e}"))?;
+    console::line(&format!("serving the host on vsock port {port}"));
+    match serve::run(listener, serve::Config::guest()) {
+        Ok(serve::Ending::Shutdown) => {
+            nix::unistd::sync();
+            Ok(())
+        }
+        Ok(serve::Ending::ControlLost(reason)) => Err(reason),
+        Err(e) => Err(format!("the event loop failed: {e}")),
+    }
 }

@@ -34,6 +34,7 @@ mod tests {
 
     #[test]
     fn reaps_exited_children_and_sees_when_none_are_left() {
+        let _turn = crate::test_support::children();
         // Spawned children are ours; Child is dropped without wait, as orphans would be.
         for _ in 0..3 {
             drop(Command::new("true").spawn().unwrap());
