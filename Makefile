@@ -12,13 +12,16 @@ INITRAMFS     := $(GUEST_DIR)/initramfs.cpio
 TEST_INITRAMFS := $(GUEST_DIR)/initramfs-test.cpio
 AGENT         := target/$(HOST_TARGET)/release/guest-agent
 STAGE1        := target/release/stage1-kvm
+# The stage1 binary as it goes into the image: static, since it runs on any host.
+STAGE1_STATIC := target/$(HOST_TARGET)/release/stage1-kvm
+ACI           := target/stage1-kvm.aci
 MKINITRAMFS   := target/release/mkinitramfs
 CARGO         ?= cargo
 # Static binaries (the guest has no libc): the flag applies to --target builds only, so
 # build scripts and proc macros stay dynamic.
 STATIC        := CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
 
-.PHONY: all deps kernel agent initramfs initramfs-test build guest demo test lint unit e2e bench clean
+.PHONY: all deps kernel static initramfs initramfs-test build guest aci demo test lint unit e2e bench clean
 
 all: build guest
 
@@ -29,23 +32,27 @@ kernel: deps
 	@mkdir -p $(GUEST_DIR)
 	@vmlinux=$$(kernel-config/build.sh) && install -m 0644 "$$vmlinux" $(KERNEL)
 
-agent: deps
-	$(STATIC) $(CARGO) build --release --target $(HOST_TARGET) -p guest-agent
+# The guest agent and the stage1 binary of the image, both static.
+static: deps
+	$(STATIC) $(CARGO) build --release --target $(HOST_TARGET) -p guest-agent -p stage1-kvm
 
 build: deps
 	$(CARGO) build --release -p stage1-kvm -p stage1-kvm-initramfs
 
-initramfs: agent build
+initramfs: static build
 	@mkdir -p $(GUEST_DIR)
 	$(MKINITRAMFS) --init $(AGENT) -o $(INITRAMFS)
 	@echo "initramfs: $(INITRAMFS) ($$(stat -c %s $(INITRAMFS)) bytes)"
 
-initramfs-test: agent build
+initramfs-test: static build
 	@mkdir -p $(GUEST_DIR)
 	links=$$(/bin/busybox --list-full | grep -vx 'bin/busybox' | sed 's|.*|--symlink &:/bin/busybox|'); \
 	$(MKINITRAMFS) --init $(AGENT) --add /bin/busybox:bin/busybox:0755 $$links -o $(TEST_INITRAMFS)
 
 guest: kernel initramfs initramfs-test
+
+aci: guest
+	ci/build-aci.sh $(STAGE1_STATIC) $(KERNEL) $(INITRAMFS) $(ACI)
 
 demo: build guest
 	@echo "== booting the guest agent in a micro-VM (2 vCPUs, 512 MiB) =="

@@ -79,6 +79,8 @@ pub fn run(
         }
     })?;
 
+    // Outer error: the session broke, kill the VM. Inner error: the command could not
+    // run, but the guest was shut down cleanly.
     let result = drive(&handle, &events, work, debug);
     if result.is_err() {
         stop.stop("the session with the guest agent failed");
@@ -89,10 +91,17 @@ pub fn run(
         .map_err(|e| e.to_string());
     signals.close();
     // The VM's own failure explains more than the session's broken connection.
-    if let Some(failure) = end?.failure() {
-        return Err(failure);
+    let end = end?;
+    match result {
+        Err(session) => Err(match end.outcome {
+            vmm::engine::Outcome::Stopped(_) => session,
+            _ => end.failure().unwrap_or(session),
+        }),
+        Ok(outcome) => match end.failure() {
+            Some(failure) => Err(failure),
+            None => outcome,
+        },
     }
-    result
 }
 
 /// What the session waits for.
@@ -109,7 +118,7 @@ fn drive(
     events: &mpsc::Receiver<SessionEvent>,
     work: Work,
     debug: bool,
-) -> Result<u8, String> {
+) -> Result<Result<u8, String>, String> {
     // The agent listens right after its ready marker.
     loop {
         match events.recv() {
@@ -120,7 +129,7 @@ fn drive(
             }
         }
     }
-    let mut control = Control::open(connect(handle)?)?;
+    let mut control = Control::open(crate::agent::connect(handle, CONNECT_GRACE)?)?;
     if debug {
         eprintln!(
             "stage1-kvm: guest agent {} connected",
@@ -128,14 +137,16 @@ fn drive(
         );
     }
     control.wait_ready(CONNECT_GRACE)?;
-    let code = match work {
+    // A command that cannot run is the session's result, not a reason to kill the VM:
+    // the guest still shuts down cleanly.
+    let outcome = match work {
         Work::Command { argv, tty } => {
-            let status = run_command::run(connect(handle)?, argv, tty)?;
-            u8::try_from(status.to_exit_code()).unwrap_or(u8::MAX)
+            run_command::run(crate::agent::connect(handle, CONNECT_GRACE)?, argv, tty)
+                .map(|status| u8::try_from(status.to_exit_code()).unwrap_or(u8::MAX))
         }
         Work::Serve => loop {
             match events.recv() {
-                Ok(SessionEvent::Signal) => break 0,
+                Ok(SessionEvent::Signal) => break Ok(0),
                 Ok(SessionEvent::Marker(_)) => {}
                 Ok(SessionEvent::VmEnded) | Err(_) => {
                     return Err("the guest ended while serving".to_owned())
@@ -152,22 +163,5 @@ fn drive(
             Ok(None) | Err(_) => break,
         }
     }
-    Ok(code)
-}
-
-/// Connects to the agent's port, retrying while it is not yet listening.
-fn connect(handle: &VsockHandle) -> Result<std::os::unix::net::UnixStream, String> {
-    let deadline = Instant::now() + CONNECT_GRACE;
-    loop {
-        match handle.connect(protocol::AGENT_VSOCK_PORT) {
-            Ok(stream) => return Ok(stream),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::ConnectionRefused
-                    && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(format!("connecting to the guest agent: {e}")),
-        }
-    }
+    Ok(outcome)
 }

@@ -11,3 +11,24 @@ use std::time::Duration;
 
 /// How long a peer may stay silent during the handshake before we give up.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to the agent's port through the vsock device, retrying while the agent is not
+/// yet listening (it starts listening right after its ready marker).
+pub fn connect(
+    handle: &vmm::devices::virtio::vsock::VsockHandle,
+    timeout: Duration,
+) -> Result<std::os::unix::net::UnixStream, String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match handle.connect(protocol::AGENT_VSOCK_PORT) {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("connecting to the guest agent: {e}")),
+        }
+    }
+}

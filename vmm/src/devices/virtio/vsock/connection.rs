@@ -28,7 +28,9 @@ use std::sync::mpsc::SyncSender;
 use vm_memory::{ReadVolatile, WriteVolatile};
 use vmm_sys_util::epoll::EventSet;
 
-use super::packet::{Header, Op, RxBuffer, TxPacket, MAX_PAYLOAD, SHUTDOWN_RCV, SHUTDOWN_SEND};
+use super::packet::{
+    Header, Op, Payload, RxBuffer, TxPacket, MAX_PAYLOAD, SHUTDOWN_RCV, SHUTDOWN_SEND,
+};
 use super::report::{report, Event};
 use super::txbuf::TxBuf;
 
@@ -433,11 +435,16 @@ impl Connection {
             self.kill();
             return;
         }
-        let Some(data) = pkt.data else { return };
+        let Some(data) = &pkt.data else { return };
         self.recv_cnt += len;
         let mut written = 0;
         if self.to_host.is_empty() {
-            match self.stream.write_volatile(&data) {
+            let result = match data {
+                Payload::Guest(slice) => self.stream.write_volatile(slice),
+                Payload::Gathered(bytes) => std::io::Write::write(&mut self.stream, bytes)
+                    .map_err(vm_memory::VolatileMemoryError::IOError),
+            };
+            match result {
                 Ok(n) => written = n,
                 Err(vm_memory::VolatileMemoryError::IOError(e))
                     if e.kind() == ErrorKind::WouldBlock =>
@@ -457,10 +464,13 @@ impl Connection {
         }
         self.forwarded(written);
         if written < data.len() {
-            let pushed = data
-                .offset(written)
-                .ok()
-                .map(|rest| self.to_host.push_slice(&rest));
+            let pushed = match data {
+                Payload::Guest(slice) => slice
+                    .offset(written)
+                    .ok()
+                    .map(|rest| self.to_host.push_slice(&rest)),
+                Payload::Gathered(bytes) => Some(self.to_host.push(&bytes[written..])),
+            };
             if !matches!(pushed, Some(Ok(()))) {
                 // Unreachable with the credit check above; reset rather than lose bytes.
                 report!(

@@ -44,8 +44,9 @@ pub const TX_QUEUE: usize = 1;
 pub const EVT_QUEUE: usize = 2;
 /// How many queues the device has.
 pub const NUM_QUEUES: usize = 3;
-/// The largest size of each queue.
-pub const QUEUE_SIZE: u16 = 256;
+/// The largest size of each queue: QEMU's `vhost-user-vsock-device` sets up 1024-entry
+/// rings (SET_VRING_NUM), so anything smaller is refused under the qemu engine.
+pub const QUEUE_SIZE: u16 = 1024;
 
 /// Most connections the muxer holds at once (host- and guest-initiated together, counting
 /// host clients still sending their `CONNECT` line).

@@ -190,6 +190,31 @@ pub enum PacketError {
     },
 }
 
+/// The payload of a guest packet.
+#[derive(Debug)]
+pub enum Payload<'a> {
+    /// In one descriptor: used in place, in guest memory.
+    Guest(Slice<'a>),
+    /// Spread over several descriptors (Linux sends large packets as scatter-gather
+    /// lists): gathered into one buffer by virtio-queue's `Reader`.
+    Gathered(Vec<u8>),
+}
+
+impl Payload<'_> {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Guest(slice) => slice.len(),
+            Self::Gathered(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A packet the guest sent, checked.
 #[derive(Debug)]
 pub struct TxPacket<'a> {
@@ -198,7 +223,7 @@ pub struct TxPacket<'a> {
     /// The operation.
     pub op: Op,
     /// The payload, `header.len` bytes (present exactly for non-empty [`Op::Rw`]).
-    pub data: Option<Slice<'a>>,
+    pub data: Option<Payload<'a>>,
 }
 
 /// A packet the device refused, with its header when the header itself could be read (so
@@ -218,8 +243,12 @@ pub fn parse_tx<'a>(
     guest_cid: u64,
 ) -> Result<TxPacket<'a>, Rejected> {
     let head = chain.clone().next();
+    let whole_chain = chain.clone();
     let pkt = match VsockPacket::from_tx_virtq_chain(mem, &mut chain, MAX_PAYLOAD) {
         Ok(pkt) => pkt,
+        Err(virtio_vsock::packet::Error::DescriptorLengthTooSmall) => {
+            return gather_tx(mem, whole_chain, guest_cid);
+        }
         Err(error) => {
             let header = head.and_then(|d| {
                 if d.is_write_only() || (d.len() as usize) < HEADER_SIZE {
@@ -237,6 +266,61 @@ pub fn parse_tx<'a>(
         }
     };
     let header = Header::of_packet(&pkt);
+    let data = pkt.data_slice().copied().map(Payload::Guest);
+    check(header, data, guest_cid)
+}
+
+/// A TX chain whose payload spans several descriptors: read the header and gather the
+/// payload with virtio-queue's `Reader`, which checks every descriptor's direction and
+/// bounds.
+fn gather_tx<'a>(
+    mem: &'a GuestMemory,
+    chain: DescriptorChain<&'a GuestMemory>,
+    guest_cid: u64,
+) -> Result<TxPacket<'a>, Rejected> {
+    use std::io::Read;
+    let too_small = || Rejected {
+        error: PacketError::Chain(virtio_vsock::packet::Error::DescriptorLengthTooSmall),
+        header: None,
+    };
+    if chain.clone().any(|d| d.is_write_only()) {
+        return Err(Rejected {
+            error: PacketError::Chain(virtio_vsock::packet::Error::UnexpectedWriteOnlyDescriptor),
+            header: None,
+        });
+    }
+    let mut reader = virtio_queue::Reader::new(mem, chain).map_err(|_| too_small())?;
+    let mut bytes = [0u8; HEADER_SIZE];
+    reader.read_exact(&mut bytes).map_err(|_| too_small())?;
+    let header = Header::from_bytes(&bytes);
+    let len = header.len as usize;
+    if header.len > MAX_PAYLOAD {
+        return Err(Rejected {
+            error: PacketError::Chain(virtio_vsock::packet::Error::InvalidHeaderLen(header.len)),
+            header: Some(header),
+        });
+    }
+    if reader.available_bytes() < len {
+        return Err(Rejected {
+            error: too_small().error,
+            header: Some(header),
+        });
+    }
+    let mut payload = vec![0u8; len];
+    reader.read_exact(&mut payload).map_err(|_| Rejected {
+        error: too_small().error,
+        header: Some(header),
+    })?;
+    let data = (len > 0).then_some(Payload::Gathered(payload));
+    check(header, data, guest_cid)
+}
+
+/// The checks every TX packet passes, however its payload was laid out.
+fn check(
+    header: Header,
+    data: Option<Payload<'_>>,
+    guest_cid: u64,
+) -> Result<TxPacket<'_>, Rejected> {
     let reject = |error| {
         Err(Rejected {
             error,
@@ -262,7 +346,6 @@ pub fn parse_tx<'a>(
             len: header.len,
         });
     }
-    let data = pkt.data_slice().copied();
     Ok(TxPacket { header, op, data })
 }
 

@@ -177,7 +177,7 @@ fn device_identity_and_config() {
     let mut dev = Vsock::new(GUEST_CID, dir.path().join("v.sock")).unwrap();
     assert_eq!(dev.device_type(), 19);
     assert_eq!(dev.num_queues(), 3);
-    assert_eq!(dev.max_queue_size(), 256);
+    assert_eq!(dev.max_queue_size(), 1024);
     assert_eq!(dev.features(), VIRTIO_F_VERSION_1);
     assert_eq!(dev.config(), 3u64.to_le_bytes());
     dev.ack_features(u64::MAX);
@@ -245,6 +245,12 @@ fn host_connect_handshake_data_and_close() {
         .unwrap();
     rig.dev.handle_queue(TX_QUEUE, &mut rig.q).unwrap();
     assert_eq!(read_exactly(&mut host, 3), b"one");
+    // … and a payload scattered over three descriptors (Linux's large packets).
+    rig.q
+        .send_scattered(&rw(AGENT_PORT, local, 9, 11), b"scattered", 3)
+        .unwrap();
+    rig.dev.handle_queue(TX_QUEUE, &mut rig.q).unwrap();
+    assert_eq!(read_exactly(&mut host, 9), b"scattered");
 
     // The host closes its sending side: the guest gets SHUTDOWN(SEND).
     host.shutdown(std::net::Shutdown::Write).unwrap();
@@ -252,7 +258,7 @@ fn host_connect_handshake_data_and_close() {
     assert_eq!(pkt.header.op, Op::Shutdown as u16);
     assert_eq!(pkt.header.flags, SHUTDOWN_SEND);
     assert_eq!(
-        pkt.header.fwd_cnt, 13,
+        pkt.header.fwd_cnt, 22,
         "every packet carries our forwarded count"
     );
 
