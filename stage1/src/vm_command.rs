@@ -117,7 +117,9 @@ fn boot(args: &VmArgs) -> Result<(), String> {
             }
         }
     };
-    let end = selection.engine.run(&spec, mailbox, &mut on_event);
+    let end = selection
+        .engine
+        .run(&spec, Vec::new(), mailbox, &mut on_event);
     signal_handle.close();
     let end = end.map_err(|e| e.to_string())?;
     if let Some(failure) = end.failure() {
