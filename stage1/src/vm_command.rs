@@ -18,12 +18,12 @@ pub struct VmArgs {
     /// Engine: auto, kvm or qemu.
     #[arg(long, default_value = "auto", env = "STAGE1_KVM_ENGINE")]
     engine: String,
-    /// Uncompressed kernel (vmlinux) with a PVH entry point.
+    /// Uncompressed kernel (vmlinux) with a PVH entry point, or the test guest's ELF.
     #[arg(long)]
     kernel: PathBuf,
-    /// Initramfs whose /init is the guest agent.
+    /// Initramfs whose /init is the guest agent (none for the test guest).
     #[arg(long)]
-    initramfs: PathBuf,
+    initramfs: Option<PathBuf>,
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1)]
     cpus: u8,

@@ -35,8 +35,8 @@ const CONSOLE_TAIL_LINES: usize = 20;
 pub struct VmSpec {
     /// Uncompressed kernel with a PVH entry note.
     pub kernel: PathBuf,
-    /// The initramfs (newc cpio).
-    pub initramfs: PathBuf,
+    /// The initramfs (newc cpio), if the guest has one (the test guest does not).
+    pub initramfs: Option<PathBuf>,
     /// Kernel command line arguments after the engine's own.
     pub extra_cmdline: Vec<String>,
     /// Number of vCPUs.
@@ -103,7 +103,9 @@ impl VmSpec {
             )));
         }
         let kernel = PvhKernel::check(&self.kernel)?;
-        check_initramfs(&self.initramfs).map_err(EngineError::Initramfs)?;
+        if let Some(initramfs) = &self.initramfs {
+            check_initramfs(initramfs).map_err(EngineError::Initramfs)?;
+        }
         Ok(kernel)
     }
 
@@ -367,7 +369,7 @@ mod tests {
         std::fs::write(&initramfs, b"070701").unwrap();
         VmSpec {
             kernel,
-            initramfs,
+            initramfs: Some(initramfs),
             extra_cmdline: vec!["foo=bar".into()],
             vcpus: 1,
             mem_mib: 128,
@@ -408,13 +410,21 @@ mod tests {
             Err(EngineError::Kernel(KernelError::Io { .. }))
         ));
         let no_initramfs = VmSpec {
-            initramfs: dir.path().join("nope"),
-            ..good
+            initramfs: Some(dir.path().join("nope")),
+            ..good.clone()
         };
         assert!(matches!(
             no_initramfs.validate(),
             Err(EngineError::Initramfs(_))
         ));
+        let without_initramfs = VmSpec {
+            initramfs: None,
+            ..good
+        };
+        assert!(
+            without_initramfs.validate().is_ok(),
+            "an initramfs is optional"
+        );
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl Engine for QemuEngine {
         let cmdline = spec.cmdline();
         let argv = QemuArgs {
             kernel: &spec.kernel,
-            initramfs: &spec.initramfs,
+            initramfs: spec.initramfs.as_deref(),
             cmdline: &cmdline,
             vcpus: spec.vcpus,
             mem_mib: spec.mem_mib,
