@@ -2,6 +2,8 @@
 //! subject of the next milestone; until then it declares itself unusable, so `auto` picks
 //! `qemu` and an explicit `kvm` request fails with the reason.
 
+pub mod arch;
+
 use std::path::PathBuf;
 
 use super::{Engine, EngineError, HostFacts, Mailbox, VirtioDevice, VmEnd, VmEvent, VmSpec};
