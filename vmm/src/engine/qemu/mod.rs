@@ -230,7 +230,7 @@ impl RunState {
             }
             Message::StreamClosed(Stream::Console) => self.console_open = false,
             Message::StreamClosed(Stream::Markers) => self.markers_open = false,
-            Message::Exited | Message::Stop(_) => {}
+            Message::Exited | Message::Stop(_) | Message::GuestEnded(_) => {}
         }
     }
 
