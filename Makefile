@@ -61,6 +61,7 @@ demo: build guest
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p stage1-kvm-e2e --test kvm_linux_boot -- -D warnings
 	ci/check-duplicate-crates.sh
 
 unit: deps
@@ -72,11 +73,26 @@ E2E_ENV := STAGE1_KVM_BIN=$(CURDIR)/$(STAGE1) STAGE1_KVM_KERNEL=$(CURDIR)/$(KERN
            STAGE1_KVM_INITRAMFS=$(CURDIR)/$(INITRAMFS) STAGE1_KVM_AGENT=$(CURDIR)/$(AGENT) \
            STAGE1_KVM_TEST_INITRAMFS=$(CURDIR)/$(TEST_INITRAMFS)
 
+# The kvm engine boots the real kernel only with hardware virtualization; PVM's /dev/kvm
+# runs the test guest (kvm_boot) but not Linux. Elsewhere that test is listed as not run,
+# never counted as passed.
+HW_VIRT := $(shell grep -qE 'vmx|svm' /proc/cpuinfo && echo yes)
+KVM_LINUX_NOT_RUN := NOT RUN: kvm engine real-kernel boot (no hardware virtualization: /dev/kvm is PVM)
+
 e2e: build guest
 	$(E2E_ENV) $(CARGO) test -p stage1-kvm-e2e -- --test-threads=2
+ifeq ($(HW_VIRT),yes)
+	$(E2E_ENV) $(CARGO) test -p stage1-kvm-e2e --test kvm_linux_boot
+else
+	@echo "$(KVM_LINUX_NOT_RUN)"
+endif
 
 test: lint unit e2e
+ifeq ($(HW_VIRT),yes)
 	@echo "make test: all checks passed"
+else
+	@echo "make test: every check that ran passed; $(KVM_LINUX_NOT_RUN)"
+endif
 
 bench: build guest
 	$(E2E_ENV) ci/bench.sh

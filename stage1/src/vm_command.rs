@@ -1,5 +1,6 @@
-//! `stage1-kvm vm`: boots the kernel and guest agent with an engine and reports how it
-//! went, with the boot-phase timings. The developer's way to exercise an engine alone.
+//! `stage1-kvm vm`: boots the kernel and guest agent (or the freestanding test guest) with
+//! an engine and reports how it went: the guest's own lines, each boot marker as it
+//! arrives, and the boot-phase timings. The developer's way to exercise an engine alone.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,18 +14,20 @@ use crate::guest_session::{self, Work};
 
 /// Prefix of the guest agent's console lines.
 const AGENT_PREFIX: &str = "stage1-kvm-agent: ";
+/// Prefix of the test guest's console lines.
+const TEST_GUEST_PREFIX: &str = "test-guest: ";
 
 #[derive(Debug, clap::Args)]
 pub struct VmArgs {
     /// Engine: auto, kvm or qemu.
     #[arg(long, default_value = "auto", env = "STAGE1_KVM_ENGINE")]
     engine: String,
-    /// Uncompressed kernel (vmlinux) with a PVH entry point.
+    /// Uncompressed kernel (vmlinux) with a PVH entry point, or the test guest's ELF.
     #[arg(long)]
     kernel: PathBuf,
-    /// Initramfs whose /init is the guest agent.
+    /// Initramfs whose /init is the guest agent (none for the test guest).
     #[arg(long)]
-    initramfs: PathBuf,
+    initramfs: Option<PathBuf>,
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1)]
     cpus: u8,
@@ -121,17 +124,27 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
 
     let mut ready_line = None;
     let debug = args.debug;
-    let mut on_event = |event: &VmEvent| {
-        if let VmEvent::Console(line) = event {
+    let run_started = Instant::now();
+    let mut on_event = |event: &VmEvent| match event {
+        VmEvent::Console(line) => {
             if let Some(agent) = line.strip_prefix(AGENT_PREFIX) {
                 if agent.starts_with("ready ") {
                     ready_line = Some(agent.to_owned());
                 }
                 println!("{line}");
+            } else if line.starts_with(TEST_GUEST_PREFIX) {
+                println!("{line}");
             } else if debug {
                 eprintln!("{line}");
             }
         }
+        // As it arrives, so that whoever reads our output can time it too.
+        VmEvent::Marker(marker, at) => println!(
+            "marker {:#04x} {} +{:.1} ms",
+            marker.value(),
+            marker.name(),
+            at.saturating_duration_since(run_started).as_secs_f64() * 1000.0
+        ),
     };
     let end = selection
         .engine
@@ -149,7 +162,8 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
 }
 
 /// The boot-phase split: engine start → agent start (of which the kernel, by the guest's
-/// clock), → agent ready, → VM gone.
+/// clock), → agent ready, → VM gone; for the test guest: engine start → its entry, → its
+/// devices probed, → done, → VM gone.
 fn timings(engine: &str, spec: &VmSpec, end: &VmEnd, ready_line: Option<&str>) -> String {
     let t = &end.timeline;
     let ms = |at: Option<Instant>| {
@@ -157,6 +171,17 @@ fn timings(engine: &str, spec: &VmSpec, end: &VmEnd, ready_line: Option<&str>) -
             format!("{:.1}", (at - t.started).as_secs_f64() * 1000.0)
         })
     };
+    if t.markers.first(Marker::TestGuestStarted).is_some() {
+        return format!(
+            "boot: engine {engine}, {} vCPU, {} MiB: start→guest {} ms, →probed {} ms, →done {} ms, →gone {} ms",
+            spec.vcpus,
+            spec.mem_mib,
+            ms(t.markers.first(Marker::TestGuestStarted)),
+            ms(t.markers.first(Marker::TestGuestProbed)),
+            ms(t.markers.first(Marker::TestGuestDone)),
+            ms(Some(t.ended)),
+        );
+    }
     let kernel = ready_line
         .and_then(|l| field(l, "boot_ms"))
         .and_then(|boot| {
@@ -184,6 +209,64 @@ fn field(line: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn end(markers: &[(Marker, u64)]) -> VmEnd {
+        let started = Instant::now();
+        let mut log = vmm::devices::pseudo::boot_marker::MarkerLog::default();
+        for (marker, ms) in markers {
+            log.record(*marker, started + Duration::from_millis(*ms));
+        }
+        VmEnd {
+            outcome: vmm::engine::Outcome::Clean,
+            timeline: vmm::engine::Timeline {
+                started,
+                markers: log,
+                ended: started + Duration::from_millis(50),
+            },
+            console_tail: Vec::new(),
+        }
+    }
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            kernel: "k".into(),
+            initramfs: None,
+            extra_cmdline: Vec::new(),
+            vcpus: 2,
+            mem_mib: 64,
+            debug: false,
+            boot_timeout: Duration::from_secs(1),
+            run_dir: "/tmp".into(),
+        }
+    }
+
+    #[test]
+    fn test_guest_timings_follow_its_markers() {
+        let line = timings(
+            "kvm",
+            &spec(),
+            &end(&[
+                (Marker::TestGuestStarted, 2),
+                (Marker::TestGuestProbed, 3),
+                (Marker::TestGuestDone, 4),
+            ]),
+            None,
+        );
+        assert_eq!(
+            line,
+            "boot: engine kvm, 2 vCPU, 64 MiB: start→guest 2.0 ms, →probed 3.0 ms, →done 4.0 ms, →gone 50.0 ms"
+        );
+        let agent = timings(
+            "qemu",
+            &spec(),
+            &end(&[(Marker::AgentStarted, 10), (Marker::AgentReady, 20)]),
+            Some("ready boot_ms=15 agent_ms=5"),
+        );
+        assert_eq!(
+            agent,
+            "boot: engine qemu, 2 vCPU, 64 MiB: start→agent 10.0 ms (kernel 10 ms by the guest clock), →ready 20.0 ms, →gone 50.0 ms"
+        );
+    }
 
     #[test]
     fn reads_numeric_fields_of_the_ready_line() {

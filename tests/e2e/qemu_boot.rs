@@ -149,13 +149,6 @@ fn unknown_flags_and_engines_are_refused() {
     run.assert_one_line_failure("unknown engine \"firecracker\"");
 }
 
-#[test]
-fn kvm_engine_is_not_available_yet() {
-    let sandbox = Sandbox::new();
-    let run = Finished::run(&mut sandbox.vm_command("kvm", &[]));
-    run.assert_one_line_failure("engine kvm: ");
-}
-
 /// An initramfs whose /init never writes a boot marker: the guest hangs before the agent.
 fn hanging_initramfs(sandbox: &Sandbox) {
     let busybox = std::fs::read("/bin/busybox")

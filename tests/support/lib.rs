@@ -125,6 +125,21 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// A sandbox with just the given files linked in, as `(name, target)`: for guests
+    /// other than the real kernel and initramfs (the test guest).
+    pub fn with_links(links: &[(&str, &Path)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("stage1-kvm-e2e.")
+            .tempdir()
+            .unwrap();
+        for (name, target) in links {
+            std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
+        }
+        Self { dir }
+    }
+}
+
 impl Default for Sandbox {
     fn default() -> Self {
         Self::new()
@@ -227,4 +242,51 @@ pub fn send_signal(child: &std::process::Child, signal: libc::c_int) {
         "kill({pid}, {signal}): {}",
         std::io::Error::last_os_error()
     );
+}
+
+/// A PVH ELF image that the engines boot like a kernel: one segment loaded at 1 MiB whose
+/// entry (32-bit protected mode, paging off) runs `code`. For guests that must misbehave in
+/// ways the test guest does not (never write a marker, hang).
+pub fn pvh_image(code: &[u8]) -> Vec<u8> {
+    const LOAD: u64 = 0x10_0000;
+    const CODE_OFFSET: usize = 0x1000;
+    let mut elf = vec![0u8; 64];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // 64-bit
+    elf[5] = 1; // little endian
+    elf[6] = 1; // ELF version
+    elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86_64
+    elf[20..24].copy_from_slice(&1u32.to_le_bytes());
+    elf[24..32].copy_from_slice(&LOAD.to_le_bytes()); // e_entry
+    elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    elf[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
+                                                      // The Xen PVH note: name "Xen", type XEN_ELFNOTE_PHYS32_ENTRY (18), the entry address.
+    let mut note = Vec::new();
+    note.extend_from_slice(&4u32.to_le_bytes());
+    note.extend_from_slice(&8u32.to_le_bytes());
+    note.extend_from_slice(&18u32.to_le_bytes());
+    note.extend_from_slice(b"Xen\0");
+    note.extend_from_slice(&LOAD.to_le_bytes());
+    let phdr = |kind: u32, offset: u64, addr: u64, size: u64| {
+        let mut ph = vec![0u8; 56];
+        ph[..4].copy_from_slice(&kind.to_le_bytes());
+        ph[4..8].copy_from_slice(&7u32.to_le_bytes()); // RWX
+        ph[8..16].copy_from_slice(&offset.to_le_bytes());
+        ph[16..24].copy_from_slice(&addr.to_le_bytes());
+        ph[24..32].copy_from_slice(&addr.to_le_bytes());
+        ph[32..40].copy_from_slice(&size.to_le_bytes());
+        ph[40..48].copy_from_slice(&size.to_le_bytes());
+        ph[48..56].copy_from_slice(&4u64.to_le_bytes());
+        ph
+    };
+    let len = |n: usize| u64::try_from(n).unwrap();
+    elf.extend(phdr(1, len(CODE_OFFSET), LOAD, len(code.len())));
+    elf.extend(phdr(4, len(64 + 2 * 56), 0, len(note.len())));
+    elf.extend(&note);
+    elf.resize(CODE_OFFSET, 0);
+    elf.extend_from_slice(code);
+    elf
 }

@@ -10,6 +10,7 @@ const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const EM_X86_64: u16 = 62;
+const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 /// `XEN_ELFNOTE_PHYS32_ENTRY` from Xen's `elfnote.h`: the 32-bit PVH entry point.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
@@ -50,6 +51,9 @@ pub struct PvhKernel {
     pub path: PathBuf,
     /// The guest-physical address of its 32-bit PVH entry point.
     pub pvh_entry: u32,
+    /// The guest-physical address just past its highest loadable segment (where the
+    /// image ends in guest memory once loaded, `.bss` included).
+    pub load_end: u64,
 }
 
 impl PvhKernel {
@@ -89,6 +93,8 @@ impl PvhKernel {
         if phentsize < 56 {
             return Err(not_elf("program header entries too small"));
         }
+        let mut pvh_entry = None;
+        let mut load_end: u64 = 0;
         for index in 0..phnum {
             let mut phdr = [0u8; 56];
             file.seek(SeekFrom::Start(phoff + index * phentsize))
@@ -97,25 +103,38 @@ impl PvhKernel {
                 io::ErrorKind::UnexpectedEof => not_elf("program headers past the end of the file"),
                 _ => io_err(e),
             })?;
-            if u32_at(&phdr, 0) != PT_NOTE {
-                continue;
+            match u32_at(&phdr, 0) {
+                PT_LOAD => {
+                    let (paddr, memsz) = (u64_at(&phdr, 24), u64_at(&phdr, 40));
+                    let end = paddr
+                        .checked_add(memsz)
+                        .ok_or_else(|| not_elf("a segment ends past the address space"))?;
+                    load_end = load_end.max(end);
+                }
+                PT_NOTE if pvh_entry.is_none() => {
+                    let (offset, size) = (u64_at(&phdr, 8), u64_at(&phdr, 32));
+                    if size > MAX_NOTE_SEGMENT {
+                        return Err(not_elf("note segment too large"));
+                    }
+                    let mut notes = vec![0u8; usize::try_from(size).unwrap_or(0)];
+                    file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+                    file.read_exact(&mut notes).map_err(|e| match e.kind() {
+                        io::ErrorKind::UnexpectedEof => {
+                            not_elf("note segment past the end of the file")
+                        }
+                        _ => io_err(e),
+                    })?;
+                    pvh_entry = find_pvh_entry(&notes);
+                }
+                _ => {}
             }
-            let (offset, size) = (u64_at(&phdr, 8), u64_at(&phdr, 32));
-            if size > MAX_NOTE_SEGMENT {
-                return Err(not_elf("note segment too large"));
-            }
-            let mut notes = vec![0u8; usize::try_from(size).unwrap_or(0)];
-            file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
-            file.read_exact(&mut notes).map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => not_elf("note segment past the end of the file"),
-                _ => io_err(e),
-            })?;
-            if let Some(pvh_entry) = find_pvh_entry(&notes) {
-                return Ok(Self {
-                    path: path.to_owned(),
-                    pvh_entry,
-                });
-            }
+        }
+        if let Some(pvh_entry) = pvh_entry {
+            return Ok(Self {
+                path: path.to_owned(),
+                pvh_entry,
+                load_end,
+            });
         }
         Err(KernelError::NoPvhNote {
             path: path.to_owned(),
@@ -228,6 +247,31 @@ pub(crate) mod tests {
         let path = dir.path().join("vmlinux");
         std::fs::write(&path, bytes).unwrap();
         PvhKernel::check(&path)
+    }
+
+    #[test]
+    fn the_load_end_is_the_end_of_the_highest_segment() {
+        let mut elf = pvh_elf(0x10_0000);
+        // PT_LOAD segments at 16 MiB and 1 MiB, listed after the note.
+        let load = |paddr: u64, memsz: u64| {
+            let mut ph = vec![0u8; 56];
+            ph[..4].copy_from_slice(&PT_LOAD.to_le_bytes());
+            ph[24..32].copy_from_slice(&paddr.to_le_bytes());
+            ph[40..48].copy_from_slice(&memsz.to_le_bytes());
+            ph
+        };
+        // A new program header table at the end: the note's header, then the two loads.
+        let table = elf.len();
+        let note_header = elf[64..120].to_vec();
+        elf.extend(note_header);
+        elf.extend(load(0x100_0000, 0x2000));
+        elf.extend(load(0x10_0000, 0x5000));
+        elf[32..40].copy_from_slice(&u64::try_from(table).unwrap().to_le_bytes());
+        elf[56..58].copy_from_slice(&3u16.to_le_bytes());
+        let kernel = check_bytes(&elf).unwrap();
+        assert_eq!(kernel.pvh_entry, 0x10_0000);
+        assert_eq!(kernel.load_end, 0x100_2000);
+        assert_eq!(check_bytes(&pvh_elf(1)).unwrap().load_end, 0, "no PT_LOAD");
     }
 
     #[test]

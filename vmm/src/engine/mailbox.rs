@@ -15,6 +15,8 @@ pub(crate) enum Message {
     StreamClosed(Stream),
     /// The VM process or threads ended.
     Exited,
+    /// A vCPU (or the event loop) of the `kvm` engine saw the guest end.
+    GuestEnded(super::kvm::GuestEnd),
     /// Stop the VM now, for this reason.
     Stop(String),
 }

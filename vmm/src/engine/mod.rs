@@ -35,8 +35,8 @@ const CONSOLE_TAIL_LINES: usize = 20;
 pub struct VmSpec {
     /// Uncompressed kernel with a PVH entry note.
     pub kernel: PathBuf,
-    /// The initramfs (newc cpio).
-    pub initramfs: PathBuf,
+    /// The initramfs (newc cpio), if the guest has one (the test guest does not).
+    pub initramfs: Option<PathBuf>,
     /// Kernel command line arguments after the engine's own.
     pub extra_cmdline: Vec<String>,
     /// Number of vCPUs.
@@ -66,6 +66,9 @@ pub enum EngineError {
     /// The engine cannot run on this host (binary or device missing).
     #[error("{0}")]
     Unavailable(String),
+    /// Our VMM could not build the VM.
+    #[error(transparent)]
+    Kvm(#[from] kvm::BuildError),
     /// Starting the engine failed.
     #[error("{what}: {source}")]
     Io {
@@ -103,7 +106,9 @@ impl VmSpec {
             )));
         }
         let kernel = PvhKernel::check(&self.kernel)?;
-        check_initramfs(&self.initramfs).map_err(EngineError::Initramfs)?;
+        if let Some(initramfs) = &self.initramfs {
+            check_initramfs(initramfs).map_err(EngineError::Initramfs)?;
+        }
         Ok(kernel)
     }
 
@@ -168,8 +173,12 @@ pub enum Outcome {
     BootTimeout(Duration),
     /// The VM was stopped on request.
     Stopped(String),
-    /// The engine itself failed (e.g. QEMU exited with an error).
+    /// The engine itself failed (e.g. QEMU exited with an error, or KVM could not run
+    /// the guest).
     EngineFailed(String),
+    /// A guest without an agent (the test guest) reported failure or ended without
+    /// reporting, as described.
+    GuestFailed(String),
 }
 
 /// Times of a run, for the boot-phase split.
@@ -227,6 +236,7 @@ impl VmEnd {
             )),
             Outcome::Stopped(reason) => Some(format!("the VM was stopped: {reason}")),
             Outcome::EngineFailed(reason) => Some(reason.clone()),
+            Outcome::GuestFailed(reason) => Some(format!("{reason}{}", last_line())),
         }
     }
 }
@@ -309,9 +319,8 @@ pub fn select(
     facts: &HostFacts,
     kvm_path: PathBuf,
 ) -> Result<Selection, EngineError> {
-    let kvm_unusable = kvm::unusable_reason(facts);
     match choice {
-        EngineChoice::Kvm => match kvm_unusable {
+        EngineChoice::Kvm => match kvm::unusable_reason(facts) {
             Some(reason) => Err(EngineError::Unavailable(format!("engine kvm: {reason}"))),
             None => Ok(Selection {
                 engine: Box::new(kvm::KvmEngine::new(kvm_path)),
@@ -322,7 +331,7 @@ pub fn select(
             engine: Box::new(qemu::QemuEngine::locate(facts)?),
             notice: None,
         }),
-        EngineChoice::Auto => match kvm_unusable {
+        EngineChoice::Auto => match kvm::auto_declines(facts) {
             None => Ok(Selection {
                 engine: Box::new(kvm::KvmEngine::new(kvm_path)),
                 notice: None,
@@ -367,7 +376,7 @@ mod tests {
         std::fs::write(&initramfs, b"070701").unwrap();
         VmSpec {
             kernel,
-            initramfs,
+            initramfs: Some(initramfs),
             extra_cmdline: vec!["foo=bar".into()],
             vcpus: 1,
             mem_mib: 128,
@@ -408,13 +417,21 @@ mod tests {
             Err(EngineError::Kernel(KernelError::Io { .. }))
         ));
         let no_initramfs = VmSpec {
-            initramfs: dir.path().join("nope"),
-            ..good
+            initramfs: Some(dir.path().join("nope")),
+            ..good.clone()
         };
         assert!(matches!(
             no_initramfs.validate(),
             Err(EngineError::Initramfs(_))
         ));
+        let without_initramfs = VmSpec {
+            initramfs: None,
+            ..good
+        };
+        assert!(
+            without_initramfs.validate().is_ok(),
+            "an initramfs is optional"
+        );
     }
 
     #[test]
@@ -481,5 +498,46 @@ mod tests {
         assert_eq!(lines.len(), CONSOLE_TAIL_LINES);
         assert_eq!(lines.first().map(String::as_str), Some("10"));
         assert_eq!(lines.last().map(String::as_str), Some("29"));
+    }
+
+    fn facts(hardware_virtualization: bool, kvm_device: Result<(), String>) -> HostFacts {
+        HostFacts {
+            hardware_virtualization,
+            kvm_device,
+        }
+    }
+
+    #[test]
+    fn kvm_is_chosen_explicitly_whenever_the_device_opens() {
+        let kvm = PathBuf::from("/dev/kvm");
+        for hw in [true, false] {
+            let chosen = select(EngineChoice::Kvm, &facts(hw, Ok(())), kvm.clone()).unwrap();
+            assert_eq!(chosen.engine.name(), "kvm");
+            assert!(chosen.notice.is_none());
+        }
+        let missing = Err("cannot open /nonexistent read-write: No such file".to_owned());
+        let err = select(EngineChoice::Kvm, &facts(true, missing), kvm).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "engine kvm: cannot open /nonexistent read-write: No such file"
+        );
+    }
+
+    /// The fallback needs `qemu-system-x86_64` in `$PATH` (installed by `make deps`).
+    #[test]
+    fn auto_picks_kvm_only_with_hardware_virtualization_and_a_usable_device() {
+        let kvm = PathBuf::from("/dev/kvm");
+        let chosen = select(EngineChoice::Auto, &facts(true, Ok(())), kvm.clone()).unwrap();
+        assert_eq!((chosen.engine.name(), chosen.notice), ("kvm", None));
+        let pvm = select(EngineChoice::Auto, &facts(false, Ok(())), kvm.clone()).unwrap();
+        assert_eq!(pvm.engine.name(), "qemu");
+        assert_eq!(
+            pvm.notice.as_deref(),
+            Some("engine auto: using qemu (no hardware virtualization (vmx/svm) on this host)")
+        );
+        let no_device = Err("cannot open /dev/kvm read-write: Permission denied".to_owned());
+        let chosen = select(EngineChoice::Auto, &facts(true, no_device), kvm).unwrap();
+        assert_eq!(chosen.engine.name(), "qemu");
+        assert!(chosen.notice.unwrap().contains("Permission denied"));
     }
 }

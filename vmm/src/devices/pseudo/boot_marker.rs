@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use crate::devices::bus::BusDevice;
+
 /// The I/O port markers are written to.
 pub const PORT: u16 = 0xe9;
 
@@ -45,6 +47,34 @@ impl From<u8> for Marker {
 }
 
 impl Marker {
+    /// The byte the guest wrote.
+    pub fn value(self) -> u8 {
+        match self {
+            Self::AgentStarted => 0x10,
+            Self::AgentReady => 0x11,
+            Self::ShutdownClean => 0x1e,
+            Self::AgentFailed => 0x1f,
+            Self::TestGuestStarted => 0x20,
+            Self::TestGuestProbed => 0x21,
+            Self::TestGuestDone => 0x2f,
+            Self::Unknown(value) => value,
+        }
+    }
+
+    /// A short name for output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AgentStarted => "agent-started",
+            Self::AgentReady => "agent-ready",
+            Self::ShutdownClean => "shutdown-clean",
+            Self::AgentFailed => "agent-failed",
+            Self::TestGuestStarted => "test-guest-started",
+            Self::TestGuestProbed => "test-guest-probed",
+            Self::TestGuestDone => "test-guest-done",
+            Self::Unknown(_) => "unknown",
+        }
+    }
+
     /// Whether the marker is the guest's final verdict on its run.
     pub fn is_verdict(self) -> bool {
         matches!(
@@ -89,9 +119,64 @@ impl MarkerLog {
     }
 }
 
+/// Where marker bytes go, with the host time each arrived.
+pub type MarkerSink = Box<dyn Fn(u8, Instant) + Send + Sync>;
+
+/// The marker port as a port-I/O bus device (the `kvm` engine's; under QEMU it is an
+/// `isa-debugcon`). Every byte written is timestamped at once, on the vCPU thread that
+/// trapped it. Reads return the port number, as QEMU's and Bochs' debug console do, so a
+/// guest can tell the port is there.
+pub struct BootMarkerDevice {
+    sink: MarkerSink,
+}
+
+impl std::fmt::Debug for BootMarkerDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootMarkerDevice").finish_non_exhaustive()
+    }
+}
+
+impl BootMarkerDevice {
+    /// A device passing each byte to `sink`.
+    pub fn new(sink: MarkerSink) -> Self {
+        Self { sink }
+    }
+}
+
+impl BusDevice for BootMarkerDevice {
+    fn read(&self, _offset: u64, data: &mut [u8]) {
+        data.fill(0xe9);
+    }
+
+    fn write(&self, _offset: u64, data: &[u8]) {
+        let at = Instant::now();
+        for byte in data {
+            (self.sink)(*byte, at);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_device_timestamps_every_byte_and_answers_reads() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let before = Instant::now();
+        let device =
+            BootMarkerDevice::new(Box::new(move |b, at| sink.lock().unwrap().push((b, at))));
+        device.write(0, &[0x20]);
+        device.write(0, &[0x21, 0x2f]);
+        let seen = seen.lock().unwrap();
+        let bytes: Vec<u8> = seen.iter().map(|(b, _)| *b).collect();
+        assert_eq!(bytes, [0x20, 0x21, 0x2f]);
+        assert!(seen.iter().all(|(_, at)| *at >= before));
+        let mut byte = [0];
+        device.read(0, &mut byte);
+        assert_eq!(byte, [0xe9]);
+    }
 
     #[test]
     fn decodes_known_values_and_keeps_unknown_ones() {
@@ -99,6 +184,10 @@ mod tests {
         assert_eq!(Marker::from(0x1e), Marker::ShutdownClean);
         assert_eq!(Marker::from(0x2f), Marker::TestGuestDone);
         assert_eq!(Marker::from(0x99), Marker::Unknown(0x99));
+        for value in 0..=u8::MAX {
+            assert_eq!(Marker::from(value).value(), value);
+        }
+        assert_eq!(Marker::TestGuestProbed.name(), "test-guest-probed");
     }
 
     #[test]

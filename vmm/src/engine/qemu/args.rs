@@ -33,7 +33,8 @@ pub struct VhostUserDevice {
 #[derive(Debug)]
 pub struct QemuArgs<'a> {
     pub kernel: &'a Path,
-    pub initramfs: &'a Path,
+    /// `None`: no `-initrd` (a guest such as the test guest needs none).
+    pub initramfs: Option<&'a Path>,
     pub cmdline: &'a str,
     pub vcpus: u8,
     pub mem_mib: u32,
@@ -102,7 +103,9 @@ impl QemuArgs<'_> {
             ]);
         }
         argv.extend(["-kernel".into(), self.kernel.as_os_str().to_owned()]);
-        argv.extend(["-initrd".into(), self.initramfs.as_os_str().to_owned()]);
+        if let Some(initramfs) = self.initramfs {
+            argv.extend(["-initrd".into(), initramfs.as_os_str().to_owned()]);
+        }
         argv.extend(["-append".into(), self.cmdline.into()]);
         argv
     }
@@ -113,9 +116,13 @@ mod tests {
     use super::*;
 
     fn args(accel: Accel) -> Vec<String> {
+        args_with(accel, Some(Path::new("/k/initramfs")))
+    }
+
+    fn args_with(accel: Accel, initramfs: Option<&Path>) -> Vec<String> {
         QemuArgs {
             kernel: Path::new("/k/vmlinux"),
-            initramfs: Path::new("/k/initramfs"),
+            initramfs,
             cmdline: "console=ttyS0 quiet",
             vcpus: 2,
             mem_mib: 512,
@@ -191,7 +198,7 @@ mod tests {
     fn vhost_user_devices_get_a_chardev_each() {
         let argv: Vec<String> = QemuArgs {
             kernel: Path::new("/k/vmlinux"),
-            initramfs: Path::new("/k/initramfs"),
+            initramfs: Some(Path::new("/k/initramfs")),
             cmdline: "",
             vcpus: 1,
             mem_mib: 128,
@@ -239,5 +246,12 @@ mod tests {
         assert_eq!(value_of(&argv, "-kernel"), ["/k/vmlinux"]);
         assert_eq!(value_of(&argv, "-initrd"), ["/k/initramfs"]);
         assert_eq!(value_of(&argv, "-append"), ["console=ttyS0 quiet"]);
+    }
+
+    #[test]
+    fn no_initramfs_means_no_initrd() {
+        let argv = args_with(Accel::Tcg, None);
+        assert!(value_of(&argv, "-initrd").is_empty());
+        assert_eq!(value_of(&argv, "-kernel"), ["/k/vmlinux"]);
     }
 }

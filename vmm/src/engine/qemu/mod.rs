@@ -106,7 +106,7 @@ impl Engine for QemuEngine {
         let cmdline = spec.cmdline();
         let argv = QemuArgs {
             kernel: &spec.kernel,
-            initramfs: &spec.initramfs,
+            initramfs: spec.initramfs.as_deref(),
             cmdline: &cmdline,
             vcpus: spec.vcpus,
             mem_mib: spec.mem_mib,
@@ -230,7 +230,7 @@ impl RunState {
             }
             Message::StreamClosed(Stream::Console) => self.console_open = false,
             Message::StreamClosed(Stream::Markers) => self.markers_open = false,
-            Message::Exited | Message::Stop(_) => {}
+            Message::Exited | Message::Stop(_) | Message::GuestEnded(_) => {}
         }
     }
 

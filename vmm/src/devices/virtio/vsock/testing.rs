@@ -25,9 +25,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use super::packet::{Header, Op, HEADER_LEN, HEADER_SIZE, MAX_PAYLOAD};
-use super::{Vsock, GUEST_CID, NUM_QUEUES, RX_QUEUE, TX_QUEUE};
 #[cfg(doc)]
 use super::QUEUE_SIZE;
+use super::{Vsock, GUEST_CID, NUM_QUEUES, RX_QUEUE, TX_QUEUE};
 use crate::devices::virtio::backend::{
     BackendError, GuestMemory, QueueSet, SharedMemory, VirtioBackend,
 };

@@ -1,0 +1,3 @@
+//! Emulated PC hardware the guest expects at fixed addresses.
+
+pub mod serial;
