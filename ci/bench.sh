@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, each printing its own figures and ratio against its peer
-# measured in the same run. The boot benchmark needs the kernel and initramfs that
-# `make bench` builds first (STAGE1_KVM_* in the environment); the vsock one needs nothing.
+# `make bench`: every benchmark, each printing ratios against a peer measured in the same
+# run. Artifacts come from the environment set by the Makefile. Arguments pick benchmarks
+# by name (e.g. `ci/bench.sh bench-kvm-boot`); none runs them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
-
-echo "== boot: qemu engine vs plain QEMU =="
-"$CARGO" run --release -q -p stage1-kvm-e2e --bin bench-boot
-
-echo "== vsock backend: device + muxer vs a plain Unix socketpair =="
-"$CARGO" run --release -q -p stage1-kvm-e2e --bin vsock-throughput
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(bench-boot bench-kvm-boot vsock-throughput)
+for bench in "${benches[@]}"; do
+  echo "== $bench =="
+  "$CARGO" run --quiet --release -p stage1-kvm-e2e --bin "$bench"
+done
