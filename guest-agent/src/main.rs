@@ -10,12 +10,14 @@
 //! a broken guest for a successful one.
 
 mod console;
+mod hostname;
 mod marker;
 mod mode;
 mod mounts;
 mod power;
 mod reaper;
 mod serve;
+mod shares;
 #[cfg(test)]
 mod test_support;
 
@@ -71,6 +73,13 @@ fn run(started_ms: u64) -> Result<(), String> {
 
 /// Serves the host on vsock until it shuts the VM down (`Ok`) or the pod fails (`Err`).
 fn serve_host() -> Result<(), String> {
+    // The pod's setup named on the kernel command line: hostname, then the shares.
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
+    hostname::apply(&cmdline)?;
+    for share in shares::from_cmdline(&cmdline)? {
+        shares::mount_share(&share)?;
+    }
     let port = protocol::AGENT_VSOCK_PORT;
     let listener = serve::VsockListener::bind(port)
         .map_err(|e| format!("cannot listen on vsock port {port}: {e}"))?;
