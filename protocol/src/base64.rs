@@ -105,7 +105,11 @@ mod tests {
             b"Zm\xc3\xa9",
             b"Zg",
         ] {
-            assert!(decode(bad).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+            assert!(
+                decode(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -101,7 +101,8 @@ pub trait VirtioBackend: Send {
     }
 
     /// The driver notified queue `index`.
-    fn handle_queue(&mut self, index: usize, queues: &mut dyn QueueSet) -> Result<(), BackendError>;
+    fn handle_queue(&mut self, index: usize, queues: &mut dyn QueueSet)
+        -> Result<(), BackendError>;
 
     /// [`Self::backend_fd`] is readable.
     fn handle_backend_event(&mut self, _queues: &mut dyn QueueSet) -> Result<(), BackendError> {
