@@ -3,3 +3,4 @@
 //! (`qemu` engine).
 
 pub mod backend;
+pub mod fs;
