@@ -22,7 +22,8 @@
 //!
 //! Module map: [`config`] (what a share is, config space), [`device`] (the
 //! `VirtioBackend`), `worker` (the thread and its channels), `request` (one chain),
-//! `filter` (policy), `ids` (per-share id spaces), `sandbox` and `caps` (the kernel layer).
+//! `filter` (policy), `ids` (per-share id spaces), `sandbox` and `caps` (the kernel layer),
+//! `testing` (a guest driver over mock queues, for tests and benchmarks).
 
 pub mod config;
 pub mod device;
@@ -34,6 +35,12 @@ mod ids;
 mod request;
 mod sandbox;
 mod worker;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
 
 pub use config::FsConfig;
 pub use device::{Fs, NUM_QUEUES, QUEUE_SIZE, TYPE_FS};
