@@ -5,6 +5,7 @@ mod escape;
 mod malformed;
 mod protocol;
 mod read_only;
+mod rss;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
