@@ -3,6 +3,7 @@
 //! (`qemu` engine).
 
 pub mod backend;
+pub mod fs;
 pub mod transport;
 pub mod vhost_user;
 pub mod vsock;
