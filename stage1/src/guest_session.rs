@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use protocol::control::HostToAgent;
 use vmm::devices::pseudo::boot_marker::Marker;
+use vmm::devices::virtio::fs::{Fs, FsConfig};
 use vmm::devices::virtio::vsock::{Vsock, VsockHandle};
 use vmm::engine::{self, Engine, VirtioDevice, VmEvent, VmSpec};
 
@@ -33,11 +34,45 @@ pub enum Work {
     Serve,
 }
 
+/// A host directory shared with the guest (`--share TAG=HOSTDIR[:ro]`), mounted at
+/// `/mnt/TAG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The virtio-fs tag.
+    pub tag: String,
+    /// The host directory.
+    pub dir: PathBuf,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+impl Share {
+    /// Parses `TAG=HOSTDIR[:ro]`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (tag, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--share {spec:?}: expected TAG=HOSTDIR[:ro]"))?;
+        let (dir, read_only) = match rest.strip_suffix(":ro") {
+            Some(dir) => (dir, true),
+            None => (rest, false),
+        };
+        if tag.is_empty() || dir.is_empty() || tag.contains([':', '/', ' ']) {
+            return Err(format!("--share {spec:?}: expected TAG=HOSTDIR[:ro]"));
+        }
+        Ok(Self {
+            tag: tag.to_owned(),
+            dir: PathBuf::from(dir),
+            read_only,
+        })
+    }
+}
+
 /// Boots `spec` with `engine` and does `work`; returns the exit code to exit with.
 pub fn run(
     engine: Box<dyn Engine>,
     mut spec: VmSpec,
     vsock_socket: PathBuf,
+    shares: Vec<Share>,
     work: Work,
     debug: bool,
 ) -> Result<u8, String> {
@@ -45,10 +80,28 @@ pub fn run(
     let vsock = Vsock::new(GUEST_CID, vsock_socket.clone())
         .map_err(|e| format!("setting up vsock on {}: {e}", vsock_socket.display()))?;
     let handle = vsock.handle();
-    let devices = vec![VirtioDevice {
+    let mut devices = vec![VirtioDevice {
         name: "vsock".to_owned(),
         backend: Box::new(vsock),
     }];
+    for (i, share) in shares.into_iter().enumerate() {
+        let fs = Fs::new(FsConfig {
+            tag: share.tag.clone(),
+            root: share.dir.clone(),
+            read_only: share.read_only,
+            allow_devices: false,
+        })
+        .map_err(|e| format!("--share {}={}: {e}", share.tag, share.dir.display()))?;
+        let ro = if share.read_only { ":ro" } else { "" };
+        spec.extra_cmdline.push(format!(
+            "stage1_kvm.share={}:/mnt/{}{ro}",
+            share.tag, share.tag
+        ));
+        devices.push(VirtioDevice {
+            name: format!("fs{i}"),
+            backend: Box::new(fs),
+        });
+    }
 
     let (stop, mailbox) = engine::mailbox();
     let (events_tx, events) = mpsc::channel();

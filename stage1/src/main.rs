@@ -4,6 +4,7 @@
 mod agent;
 mod exec_command;
 mod guest_session;
+mod rkt;
 mod run_command;
 mod signals;
 mod terminal;
@@ -38,6 +39,15 @@ pub fn fail(message: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let program = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if let Some(entrypoint) = rkt::entrypoint_for(program) {
+        return rkt::main(entrypoint, &argv[1..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

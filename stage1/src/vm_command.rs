@@ -52,6 +52,10 @@ pub struct VmArgs {
     /// The VM's vsock Unix socket (default: in the run directory).
     #[arg(long)]
     vsock_socket: Option<PathBuf>,
+    /// Share a host directory with the guest over virtio-fs, mounted at /mnt/TAG
+    /// (read-only with `:ro`); repeatable. Needs a command or --serve.
+    #[arg(long = "share", value_name = "TAG=HOSTDIR[:ro]")]
+    shares: Vec<String>,
     /// Give the command a pseudo-terminal.
     #[arg(long, requires = "command")]
     tty: bool,
@@ -114,7 +118,15 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
             .vsock_socket
             .clone()
             .unwrap_or_else(|| run_dir.path().join("vsock.sock"));
-        return guest_session::run(selection.engine, spec, socket, work, args.debug);
+        let shares = args
+            .shares
+            .iter()
+            .map(|s| guest_session::Share::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        return guest_session::run(selection.engine, spec, socket, shares, work, args.debug);
+    }
+    if !args.shares.is_empty() {
+        return Err("--share needs a command to run or --serve".to_owned());
     }
 
     let (stop, mailbox) = engine::mailbox();

@@ -67,6 +67,18 @@ impl Control {
         result
     }
 
+    /// A second handle on the same connection (one thread reads, another sends).
+    pub fn try_clone(&self) -> Result<Self, String> {
+        let stream = self
+            .stream
+            .try_clone()
+            .map_err(|e| format!("control connection: {e}"))?;
+        Ok(Self {
+            stream,
+            agent_version: self.agent_version.clone(),
+        })
+    }
+
     /// Sends one message.
     pub fn send(&mut self, message: &HostToAgent) -> Result<(), String> {
         write_message(&mut self.stream, message).map_err(|e| format!("control connection: {e}"))

@@ -1,0 +1,47 @@
+//! The rkt-facing entrypoints (contract §2): `run` (exec'd by stage0 as `/init`), `enter`,
+//! `stop`, `gc`. One binary serves them all, chosen by the name it is called by — the
+//! image's entrypoints are links to it (see `stage1-manifest.json` and `make aci`).
+
+pub mod args;
+pub mod enter;
+pub mod gc;
+pub mod layout;
+pub mod manifest;
+pub mod run;
+pub mod stop;
+pub mod users;
+
+use std::process::ExitCode;
+
+use crate::fail;
+
+/// The entrypoint a program name stands for, if any.
+pub fn entrypoint_for(program: &str) -> Option<&'static str> {
+    match program {
+        "init" | "run" => Some("run"),
+        "enter" => Some("enter"),
+        "stop" => Some("stop"),
+        "gc" => Some("gc"),
+        _ => None,
+    }
+}
+
+/// Runs entrypoint `name` with `argv` (without argv[0]); rkt's failure code 254 with one
+/// line on any error (contract §2).
+pub fn main(name: &str, argv: &[String]) -> ExitCode {
+    let result = match name {
+        "run" => args::RunArgs::parse(argv)
+            .and_then(|a| run::run(&a))
+            .map(ExitCode::from),
+        "stop" => args::StopArgs::parse(argv)
+            .and_then(|a| stop::stop(&a))
+            .map(|()| ExitCode::SUCCESS),
+        "gc" => args::GcArgs::parse(argv)
+            .and_then(|a| gc::gc(&a))
+            .map(|()| ExitCode::SUCCESS),
+        _ => enter::EnterArgs::parse(argv)
+            .and_then(|a| enter::enter(&a))
+            .map(crate::exec_command::exit_code),
+    };
+    result.unwrap_or_else(|e| fail(&format!("{name}: {e}")))
+}
