@@ -46,17 +46,22 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
-    /// Run image(s) in a pod: [--stage1-path=ACI] [--no-overlay] [--interactive]
-    /// [--net[=n[:args],…]] [--hostname=H] [--ipc=M] [--volume NAME,kind=host,source=PATH]
-    /// [--mount volume=NAME,target=PATH] [--set-env K=V] IMAGE [--exec CMD] [--name N]
-    /// [--environment K=V] [-- ARGS… ---] …
+    /// Run image(s) in a new pod (rkt's syntax; stage1 `run` is exec'd).
+    ///
+    /// minirkt run [--stage1-path=ACI] [--no-overlay] [--interactive] [--net[=n[:args],…]]
+    /// [--hostname=H] [--ipc=auto|private|parent] [--volume NAME,kind=host,source=PATH[,readOnly=B]]
+    /// [--mount volume=NAME,target=PATH] [--set-env K=V] [--uuid-file-save FILE]
+    /// IMAGE.aci [--exec CMD] [--name N] [--environment K=V] [--mount …] [-- ARGS… ---] …
     #[command(disable_help_flag = true)]
     Run {
         /// rkt-style arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
-    /// Prepare a pod (same flags as run, without the run-time ones); prints its UUID.
+    /// Prepare a pod; prints its UUID.
+    ///
+    /// Same arguments as run, without the run-time ones (--interactive, --net, --hostname,
+    /// --ipc).
     #[command(disable_help_flag = true)]
     Prepare {
         /// rkt-style arguments.
@@ -204,6 +209,9 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Run { args: raw } => {
+            if wants_help(&raw) {
+                return print_subcommand_help("run");
+            }
             let parsed = match args::parse(&raw, Mode::Run).and_then(|a| apply_overrides(&mut g, a))
             {
                 Ok(a) => a,
@@ -212,6 +220,9 @@ pub fn main() -> ExitCode {
             fail("run", &cmd::run::run(&g, &parsed))
         }
         Command::Prepare { args: raw } => {
+            if wants_help(&raw) {
+                return print_subcommand_help("prepare");
+            }
             let parsed =
                 match args::parse(&raw, Mode::Prepare).and_then(|a| apply_overrides(&mut g, a)) {
                     Ok(a) => a,
@@ -280,6 +291,19 @@ pub fn main() -> ExitCode {
             Err(e) => fail("rm", &e),
         },
     }
+}
+
+/// `run --help`: run and prepare take their arguments raw, so help is handled here.
+fn wants_help(raw: &[String]) -> bool {
+    matches!(raw.first().map(String::as_str), Some("--help" | "-h"))
+}
+
+fn print_subcommand_help(name: &str) -> ExitCode {
+    let mut c = <Cli as clap::CommandFactory>::command();
+    if let Some(sub) = c.find_subcommand_mut(name) {
+        let _ = sub.print_long_help();
+    }
+    ExitCode::SUCCESS
 }
 
 /// Applies global flags given among run/prepare flags.

@@ -11,7 +11,8 @@
 //! - [`store`]: the image store and tree store under `<dir>/cas`;
 //! - [`pod`], [`state`], [`lock`]: pod directories, states and their flock locks;
 //! - [`prepare`], [`run`], [`render`], [`mountinfo`]: building a pod and starting it;
-//! - [`exec`]: entrypoint lookup and the exact argv per interface version.
+//! - [`exec`]: entrypoint lookup and the exact argv per interface version;
+//! - [`harness`]: driving the binary from tests and benchmarks.
 
 pub mod aci;
 pub mod args;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod exec;
+pub mod harness;
 pub mod lock;
 pub mod manifest;
 pub mod mountinfo;

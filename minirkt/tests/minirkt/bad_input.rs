@@ -171,7 +171,7 @@ fn stage1_without_rkt_status_in_overlay_mode() {
         .unwrap()
         .file_name();
     let uuid = uuid.to_string_lossy();
-    assert_eq!(w.status_of(&uuid, "state").as_deref(), Some("exited"));
+    assert_eq!(w.status(&uuid).state, "exited");
     w.ok(&["gc", "--grace-period=0s"]);
     assert!(fs::read_dir(&run_dir).unwrap().next().is_none());
     assert!(w.mounts().is_empty());

@@ -160,7 +160,7 @@ fn no_overlay_layout_is_full_copies() {
     assert_app_tree_kept(&app_dir.join("rootfs"));
     // Status comes from stage1/rootfs when not overlaid.
     fs::write(s1_rootfs.join("rkt/status/hello"), "42\n").unwrap();
-    assert_eq!(w.status_of(&uuid, "app-hello").as_deref(), Some("42"));
+    assert_eq!(w.status(&uuid).apps.get("hello"), Some(&42));
     w.ok(&["rm", &uuid]);
     assert!(!pod.exists());
     assert!(!w.pod_dir("exited-garbage", &uuid).exists());

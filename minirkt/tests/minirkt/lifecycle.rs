@@ -30,13 +30,12 @@ fn running_while_locked_exited_after_graceful_stop() {
 
     // Running: the stub holds the lock.
     let st = w.status(&uuid);
-    let get = |k: &str| st.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
-    assert_eq!(get("state").as_deref(), Some("running"));
-    assert_eq!(get("pid"), Some(child.id().to_string()));
-    assert_eq!(get("exited").as_deref(), Some("false"));
-    assert!(get("started").is_some());
-    assert!(get("networks").is_some());
-    assert!(!st.iter().any(|(k, _)| k.starts_with("app-")), "{st:?}");
+    assert_eq!(st.state, "running");
+    assert_eq!(st.pid, Some(i64::from(child.id())));
+    assert_eq!(st.exited, Some(false));
+    assert!(st.started.is_some() && st.created.is_some());
+    assert_eq!(st.networks.as_deref(), Some(""));
+    assert!(st.apps.is_empty(), "{st:?}");
     let list = w.ok(&["list", "--no-legend"]);
     assert!(
         list.contains(&uuid[..8]) && list.contains("running"),
@@ -57,9 +56,9 @@ fn running_while_locked_exited_after_graceful_stop() {
     assert!(wait_child(&mut child, LONG).success());
 
     // Exited: the app status comes from the overlay upper dir (contract fact 5).
-    assert_eq!(w.status_of(&uuid, "state").as_deref(), Some("exited"));
-    assert_eq!(w.status_of(&uuid, "exited").as_deref(), Some("true"));
-    assert_eq!(w.status_of(&uuid, "app-hello").as_deref(), Some("3"));
+    assert_eq!(w.status(&uuid).state, "exited");
+    assert_eq!(w.status(&uuid).exited, Some(true));
+    assert_eq!(w.status(&uuid).apps.get("hello"), Some(&3));
     let s1_id = fs::read_to_string(pod.join("stage1TreeStoreID")).unwrap();
     let upper = pod
         .join("overlay")
@@ -100,12 +99,10 @@ fn forced_stop_kills_and_the_pod_exits() {
     let status = wait_child(&mut child, LONG);
     assert!(!status.success());
     // Exited once every holder of the lock (the stub's short-lived children too) is gone.
-    let exited = wait_for(LONG, || {
-        (w.status_of(&uuid, "state").as_deref() == Some("exited")).then_some(())
-    });
+    let exited = wait_for(LONG, || (w.status(&uuid).state == "exited").then_some(()));
     assert!(exited.is_some(), "pod never became exited");
     // Killed before writing statuses: no app line.
-    assert!(w.status_of(&uuid, "app-hello").is_none());
+    assert!(w.status(&uuid).apps.is_empty());
 }
 
 #[test]
@@ -184,7 +181,7 @@ fn prepare_then_run_prepared() {
         .to_string();
     assert_eq!(uuid.len(), 36, "prepare prints the UUID: {uuid:?}");
     assert!(w.pod_dir("prepared", &uuid).join("pod").exists());
-    assert_eq!(w.status_of(&uuid, "state").as_deref(), Some("prepared"));
+    assert_eq!(w.status(&uuid).state, "prepared");
     // Nothing is mounted before run (contract §2.1 step 2 happens at run).
     assert!(w.mounts().is_empty(), "{:?}", w.mounts());
 
@@ -203,7 +200,7 @@ fn prepare_then_run_prepared() {
         ]
     );
     assert_eq!(w.stub_lines("run.lock"), ["ok"]);
-    assert_eq!(w.status_of(&uuid, "state").as_deref(), Some("exited"));
+    assert_eq!(w.status(&uuid).state, "exited");
     // A pod runs once.
     let o = w.minirkt(&["run-prepared", &uuid]);
     assert_eq!(o.status.code(), Some(254));
@@ -239,11 +236,8 @@ fn gc_marks_then_sweeps_after_the_grace_period_and_is_idempotent() {
         "{stderr}"
     );
     assert!(w.pod_dir("exited-garbage", &uuid).exists());
-    assert_eq!(
-        w.status_of(&uuid, "state").as_deref(),
-        Some("exited garbage")
-    );
-    assert_eq!(w.status_of(&uuid, "app-hello").as_deref(), Some("0"));
+    assert_eq!(w.status(&uuid).state, "exited garbage");
+    assert_eq!(w.status(&uuid).apps.get("hello"), Some(&0));
     assert!(
         !w.out.join("gc.log").exists(),
         "no stage1 gc before the sweep"
@@ -365,7 +359,7 @@ fn net_info_is_read_like_rkt() {
     )
     .unwrap();
     assert_eq!(
-        w.status_of(&uuid, "networks").as_deref(),
+        w.status(&uuid).networks.as_deref(),
         Some("default:ip4=172.16.28.2")
     );
     assert!(w.ok(&["list"]).contains("default:ip4=172.16.28.2"));

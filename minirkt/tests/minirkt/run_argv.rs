@@ -18,6 +18,7 @@ fn run_flags(w: &World, version: Option<&'static str>) -> (Vec<String>, String, 
             "run",
             &format!("--stage1-path={}", s1.display()),
             "--net=none",
+            "--interactive",
             "--hostname=pod-host",
             "--insecure-options=all-run",
             "--ipc=private",
@@ -52,7 +53,12 @@ fn interface_version_1_gets_only_the_v1_flags() {
             expected(
                 &w,
                 &uuid,
-                &["--debug", "--net=none", "--local-config=/srv/rkt-config"]
+                &[
+                    "--debug",
+                    "--net=none",
+                    "--interactive",
+                    "--local-config=/srv/rkt-config"
+                ]
             ),
             "version {version:?}"
         );
@@ -73,6 +79,7 @@ fn interface_version_4_adds_hostname_and_insecure_flags() {
             &[
                 "--debug",
                 "--net=none",
+                "--interactive",
                 "--local-config=/srv/rkt-config",
                 "--hostname=pod-host",
                 "--disable-capabilities-restriction",
@@ -97,6 +104,7 @@ fn interface_version_6_adds_ipc() {
             &[
                 "--debug",
                 "--net=none",
+                "--interactive",
                 "--local-config=/srv/rkt-config",
                 "--hostname=pod-host",
                 "--disable-capabilities-restriction",

@@ -9,6 +9,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use minirkt::aci::{self, Compression};
+use minirkt::harness::{Harness, StatusReport};
 
 /// The minirkt binary under test.
 pub const MINIRKT: &str = env!("CARGO_BIN_EXE_minirkt");
@@ -212,21 +213,11 @@ impl World {
         self.data.join("pods").join(state_dir).join(uuid)
     }
 
-    /// `minirkt status` as key → value pairs.
-    pub fn status(&self, uuid: &str) -> Vec<(String, String)> {
-        self.ok(&["status", uuid])
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// One status value.
-    pub fn status_of(&self, uuid: &str, key: &str) -> Option<String> {
-        self.status(uuid)
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+    /// `minirkt status`, parsed by the library's harness.
+    pub fn status(&self, uuid: &str) -> StatusReport {
+        Harness::new(MINIRKT, &self.data)
+            .status(uuid)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts `minirkt run` with the stub waiting for a stop; returns the child and the
