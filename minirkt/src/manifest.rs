@@ -18,6 +18,66 @@ pub const POD_MANIFEST_KIND: &str = "PodManifest";
 /// (`stage0/run.go` `generatePodManifest`: `types.NewSemVer(version.Version)`).
 pub const RKT_VERSION: &str = "1.30.0";
 
+/// A JSON value kept as compacted text in its original key order: what Go's
+/// `json.RawMessage` gives rkt for isolator values (stage0 passes them through).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawJson(String);
+
+impl RawJson {
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Removes insignificant whitespace (Go's encoder compacts a `RawMessage`).
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.0.clone())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(RawJson(compact_json(raw.get())))
+    }
+}
+
+/// An isolator (appc `types.Isolator`: a name and a raw value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Isolator {
+    /// Isolator name (`resource/memory`, …).
+    pub name: String,
+    /// Its value, untouched.
+    pub value: Option<RawJson>,
+}
+
 /// A name/value pair: labels, annotations and environment variables share this shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameValue {
@@ -123,7 +183,7 @@ pub struct App {
     pub ports: Vec<Port>,
     /// Isolators, passed through untouched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub isolators: Vec<Value>,
+    pub isolators: Vec<Isolator>,
     /// User annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user_annotations: BTreeMap<String, String>,
@@ -256,7 +316,7 @@ pub struct PodManifest {
     pub volumes: Option<Vec<Volume>>,
     /// Pod isolators (`null` when none).
     #[serde(default)]
-    pub isolators: Option<Vec<Value>>,
+    pub isolators: Option<Vec<Isolator>>,
     /// Pod annotations.
     #[serde(default)]
     pub annotations: Option<Vec<NameValue>>,
@@ -626,6 +686,19 @@ mod tests {
             .unwrap()
             .check_app_os_arch()
             .is_err());
+    }
+
+    #[test]
+    fn isolators_keep_their_raw_value() {
+        let app: App = serde_json::from_str(
+            r#"{"exec":null,"user":"0","group":"0","isolators":[{"name":"resource/memory","value":{ "request": "1G", "limit": "2G" }}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&app).unwrap(),
+            r#"{"exec":null,"user":"0","group":"0","isolators":[{"name":"resource/memory","value":{"request":"1G","limit":"2G"}}]}"#
+        );
+        assert_eq!(compact_json(r#"{ "a b" : "c\" d" }"#), r#"{"a b":"c\" d"}"#);
     }
 
     #[test]

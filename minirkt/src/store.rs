@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cas/blob/sha512/<xx>/<image id>     the image as an uncompressed tar
-//! cas/imageManifest/<image id>        the image manifest as found in the ACI
+//! cas/imageManifest/<image id>        the image manifest, re-marshalled as rkt stores it
 //! cas/tree/<treeStoreID>/manifest     rendered image (rkt's tree store)
 //! cas/tree/<treeStoreID>/rootfs/
 //! cas/tree/<treeStoreID>/{rendered,image}
@@ -108,7 +108,14 @@ impl Store {
             }
             write_atomic(&blob, aci.tar_bytes())?;
         }
-        write_atomic(&self.manifest_path(&id), &manifest_bytes)?;
+        // rkt stores `json.Marshal` of the parsed manifest, not the bytes of the ACI
+        // (store/imagestore/store.go `WriteACI`): appc field order, unknown fields dropped.
+        let normalized = serde_json::to_vec(&manifest).map_err(|e| Error::Manifest {
+            kind: "image manifest",
+            path: aci_path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&self.manifest_path(&id), &normalized)?;
         Ok(Image { id, manifest })
     }
 

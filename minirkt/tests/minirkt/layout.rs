@@ -61,10 +61,15 @@ fn overlay_layout_mounts_and_cleanup() {
     ] {
         assert!(pod.join(f).is_file(), "{f}");
     }
+    // stage1/manifest is the manifest as rkt's store keeps it: re-marshalled in appc's
+    // field order (store/imagestore WriteACI), not the ACI's bytes.
+    let image_id = fs::read_to_string(w.data.join("cas/tree").join(&s1_id).join("image")).unwrap();
+    let s1_manifest = fs::read(pod.join("stage1/manifest")).unwrap();
     assert_eq!(
-        fs::read(pod.join("stage1/manifest")).unwrap(),
-        fs::read(w.data.join("cas/tree").join(&s1_id).join("manifest")).unwrap()
+        s1_manifest,
+        fs::read(w.data.join("cas/imageManifest").join(&image_id)).unwrap()
     );
+    assert!(s1_manifest.starts_with(br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/stub-stage1","labels":"#));
     assert_eq!(
         fs::read(app_dir.join("manifest")).unwrap(),
         fs::read(pod.join("appsinfo/hello/manifest")).unwrap()

@@ -252,7 +252,22 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Never leave overlays behind, even when a test fails half-way.
+        // A test that failed half-way may leave a stub pod waiting for its stop: stop it
+        // (the file the run stub waits for, then SIGKILL of the PID it wrote), so no
+        // process outlives the test.
+        if let Ok(entries) = fs::read_dir(self.data.join("pods/run")) {
+            for e in entries.flatten() {
+                let _ = fs::write(e.path().join("stop-requested"), "");
+                let pid = fs::read_to_string(e.path().join("pid")).ok();
+                if let Some(pid) = pid.and_then(|p| p.trim().parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        // Never leave overlays behind either.
         let _ = minirkt::mountinfo::unmount_all_under(&self.root);
     }
 }
