@@ -256,3 +256,66 @@ fn image_build_writes_a_valid_aci() {
     let b = aci::Aci::open(&again).unwrap();
     assert_eq!(a.tar_bytes(), b.tar_bytes());
 }
+
+/// Rewrites the stub stage1's manifest annotations with `edit` and rebuilds the ACI.
+fn stage1_with(w: &World, edit: impl Fn(&mut Vec<serde_json::Value>)) -> std::path::PathBuf {
+    let s1 = w.stage1(&Stage1::default());
+    let dir = w.root.join("stage1-v6-status");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("manifest")).unwrap()).unwrap();
+    let mut anns = m["annotations"].as_array().unwrap().clone();
+    edit(&mut anns);
+    m["annotations"] = serde_json::Value::Array(anns);
+    fs::write(dir.join("manifest"), m.to_string()).unwrap();
+    aci::build(&dir, &s1, Compression::Gzip).unwrap();
+    s1
+}
+
+#[test]
+fn broken_stage1_entrypoints() {
+    let w = World::new();
+    let app = w.app("hello", "echo hello");
+    type Edit = Box<dyn Fn(&mut Vec<serde_json::Value>)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|a| a.retain(|x| x["name"] != "coreos.com/rkt/stage1/run")),
+            "error determining 'run' entrypoint",
+        ),
+        (
+            Box::new(|a| {
+                for x in a.iter_mut() {
+                    if x["name"] == "coreos.com/rkt/stage1/run" {
+                        x["value"] = "/stub/missing".into();
+                    }
+                }
+            }),
+            "error execing init",
+        ),
+        (
+            Box::new(|a| {
+                for x in a.iter_mut() {
+                    if x["name"] == "coreos.com/rkt/stage1/interface-version" {
+                        x["value"] = "six".into();
+                    }
+                }
+            }),
+            "error parsing interface version",
+        ),
+    ];
+    for (edit, needle) in cases {
+        let s1 = stage1_with(&w, edit);
+        for overlay in [true, false] {
+            let s1_arg = format!("--stage1-path={}", s1.display());
+            let mut args = vec!["run", s1_arg.as_str(), app.to_str().unwrap()];
+            if !overlay {
+                args.insert(1, "--no-overlay");
+            }
+            assert_fails(&w.minirkt(&args), needle);
+            assert!(w.mounts().is_empty(), "left mounted: {:?}", w.mounts());
+            assert!(!w.out.join("run.argv").exists());
+        }
+    }
+    // Every failed pod is an exited pod in run/; gc removes them all.
+    w.ok(&["gc", "--grace-period=0s"]);
+    assert_eq!(fs::read_dir(w.data.join("pods/run")).unwrap().count(), 0);
+}

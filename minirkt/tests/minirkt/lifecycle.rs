@@ -371,3 +371,97 @@ fn net_info_is_read_like_rkt() {
     fs::remove_file(&ni).unwrap();
     w.ok(&["rm", &uuid]);
 }
+
+#[test]
+fn enter_waits_for_the_pid_file() {
+    let w = World::new();
+    let s1 = w.stage1(&Stage1::default());
+    let app = w.app("hello", "echo hello");
+    let (mut child, uuid) = w.start_with(
+        &[
+            "run",
+            &format!("--stage1-path={}", s1.display()),
+            app.to_str().unwrap(),
+        ],
+        &[("STUB_WAIT_FOR_STOP", "1"), ("STUB_PID_DELAY", "1.5")],
+    );
+    let pod = w.pod_dir("run", &uuid);
+    assert!(
+        !pod.join("pid").exists(),
+        "the stub wrote pid too early for this test"
+    );
+    assert_eq!(
+        w.status(&uuid).pid,
+        None,
+        "no pid= line before the pid file exists"
+    );
+    // rkt retries every 100 ms while the pod runs (contract §2.2).
+    w.ok(&["enter", &uuid, "/bin/true"]);
+    assert!(pod.join("pid").exists());
+    assert_eq!(
+        w.stub_lines("enter.argv")[1],
+        format!("--pid={}", child.id())
+    );
+    w.ok(&["stop", &uuid]);
+    assert!(wait_child(&mut child, LONG).success());
+}
+
+#[test]
+fn enter_fails_when_the_pod_exits_without_a_pid() {
+    let w = World::new();
+    let s1 = w.stage1(&Stage1::default());
+    let app = w.app("hello", "echo hello");
+    let (mut child, uuid) = w.start_with(
+        &[
+            "run",
+            &format!("--stage1-path={}", s1.display()),
+            app.to_str().unwrap(),
+        ],
+        &[("STUB_NO_PID", "1"), ("STUB_PID_DELAY", "1")],
+    );
+    let o = w.minirkt(&["enter", &uuid, "/bin/true"]);
+    assert_eq!(o.status.code(), Some(254));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not running anymore"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!w.out.join("enter.argv").exists());
+    wait_child(&mut child, LONG);
+}
+
+#[test]
+fn enter_uses_the_only_child_of_ppid() {
+    let w = World::new();
+    let s1 = w.stage1(&Stage1::default());
+    let app = w.app("hello", "echo hello");
+    let (mut child, uuid) = w.start_with(
+        &[
+            "run",
+            &format!("--stage1-path={}", s1.display()),
+            app.to_str().unwrap(),
+        ],
+        &[("STUB_WAIT_FOR_STOP", "1"), ("STUB_USE_PPID", "1")],
+    );
+    let pod = w.pod_dir("run", &uuid);
+    wait_for(LONG, || pod.join("ppid").exists().then_some(())).expect("no ppid file");
+    // status shows the content of ppid, not its child (contract §4.1).
+    assert_eq!(w.status(&uuid).pid, Some(i64::from(child.id())));
+    w.ok(&["enter", &uuid, "/bin/true"]);
+    let pid_arg = w.stub_lines("enter.argv")[1].clone();
+    let pid: u32 = pid_arg.strip_prefix("--pid=").unwrap().parse().unwrap();
+    assert_ne!(pid, child.id());
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: u32 = stat
+        .rsplit(") ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, child.id(), "--pid must be the only child of ppid");
+    w.ok(&["stop", &uuid]);
+    assert!(wait_child(&mut child, LONG).success());
+}

@@ -240,6 +240,26 @@ impl World {
         (child, uuid)
     }
 
+    /// Starts `minirkt run` with extra environment for the stub; returns the child and,
+    /// once the pod is running (its lock held), its UUID.
+    pub fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+        let _ = fs::remove_file(self.out.join("run.cwd"));
+        let mut cmd = self.cmd(args);
+        cmd.envs(env.iter().copied());
+        let child = cmd.spawn().expect("spawn minirkt run");
+        let uuid = wait_for(Duration::from_secs(20), || {
+            let cwd = fs::read_to_string(self.out.join("run.cwd")).ok()?;
+            let uuid = Path::new(cwd.trim())
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
+            let st = Harness::new(MINIRKT, &self.data).status(&uuid).ok()?;
+            (st.state == "running").then_some(uuid)
+        })
+        .expect("the stub pod never started");
+        (child, uuid)
+    }
+
     /// Mount points at or below the data directory.
     pub fn mounts(&self) -> Vec<PathBuf> {
         minirkt::mountinfo::mounts_under(&self.data)
@@ -252,13 +272,27 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // A test that failed half-way may leave a stub pod waiting for its stop: stop it
-        // (the file the run stub waits for, then SIGKILL of the PID it wrote), so no
-        // process outlives the test.
-        if let Ok(entries) = fs::read_dir(self.data.join("pods/run")) {
-            for e in entries.flatten() {
-                let _ = fs::write(e.path().join("stop-requested"), "");
-                let pid = fs::read_to_string(e.path().join("pid")).ok();
+        // A test that failed half-way may leave a stub pod waiting for its stop: ask it to
+        // stop (the file the run stub waits for), give it a moment, then SIGKILL the PIDs
+        // it wrote, so that no process outlives the test.
+        let pods: Vec<PathBuf> = fs::read_dir(self.data.join("pods/run"))
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        for p in &pods {
+            let _ = fs::write(p.join("stop-requested"), "");
+        }
+        let running = |p: &PathBuf| {
+            minirkt::lock::Lock::open_dir(p)
+                .and_then(|l| l.try_shared())
+                .map(|free| !free)
+                .unwrap_or(false)
+        };
+        let _ = wait_for(Duration::from_secs(2), || {
+            (!pods.iter().any(running)).then_some(())
+        });
+        for p in pods.iter().filter(|p| running(p)) {
+            for f in ["pid", "ppid"] {
+                let pid = fs::read_to_string(p.join(f)).ok();
                 if let Some(pid) = pid.and_then(|p| p.trim().parse::<i32>().ok()) {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
