@@ -1,0 +1,5 @@
+//! The `minirkt` binary.
+
+fn main() -> std::process::ExitCode {
+    minirkt::cli::main()
+}
