@@ -147,12 +147,15 @@ impl TestQueues {
         out
     }
 
-    /// A buffer of `len` bytes (8-byte aligned). Buffers are recycled when no chain is
-    /// posted on any queue.
-    pub fn alloc(&mut self, len: usize) -> u64 {
+    /// Makes all buffers free again if no chain is posted on any queue.
+    pub fn recycle(&mut self) {
         if self.rings.iter().all(|r| r.chains.is_empty()) {
             self.next_buffer = BUFFERS;
         }
+    }
+
+    /// A buffer of `len` bytes (8-byte aligned), free until [`Self::recycle`].
+    pub fn alloc(&mut self, len: usize) -> u64 {
         let addr = self.next_buffer;
         let len = u64::try_from(len).expect("buffer length").max(1);
         self.next_buffer = (addr + len + 7) & !7;
@@ -399,6 +402,7 @@ impl FsDriver {
 
     /// Posts `request` verbatim (one readable descriptor) and a reply buffer.
     pub fn post_raw(&mut self, queue: usize, request: &[u8], reply_len: u32) -> u16 {
+        self.queues.recycle();
         let addr = self.queues.alloc(request.len());
         self.queues.write(addr, request);
         let mut descs = vec![Desc {
