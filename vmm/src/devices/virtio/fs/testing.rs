@@ -419,6 +419,8 @@ pub struct FsDriver {
     open_flags: HashMap<u64, u32>,
     /// Post requests in indirect descriptor tables.
     pub indirect: bool,
+    /// The guest user and group requests are made as.
+    pub creds: (u32, u32),
 }
 
 impl FsDriver {
@@ -435,6 +437,7 @@ impl FsDriver {
             unique: 0,
             open_flags: HashMap::new(),
             indirect: false,
+            creds: (0, 0),
         })
     }
 
@@ -462,8 +465,8 @@ impl FsDriver {
             opcode,
             unique: self.unique,
             nodeid,
-            uid: 0,
-            gid: 0,
+            uid: self.creds.0,
+            gid: self.creds.1,
             pid: 1,
             padding: 0,
         };

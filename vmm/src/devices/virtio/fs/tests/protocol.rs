@@ -443,3 +443,37 @@ fn kicks_are_suppressed_while_draining_and_reenabled_after() {
     assert_eq!(d.queues.signals(REQUEST_QUEUE), before + 1);
     assert_eq!(d.queues.avail_event(REQUEST_QUEUE), 5);
 }
+
+#[test]
+fn files_are_created_as_the_guest_user_with_its_permissions() {
+    let layout = Layout::new();
+    let mut d = layout.driver();
+    let open = d.mkdir(ROOT_ID, "open", 0o777).unwrap();
+    d.creds = (1000, 1001);
+    let (file, fh) = d
+        .create(open.nodeid, "mine", libc::O_WRONLY, 0o600)
+        .unwrap();
+    d.release(file.nodeid, fh).unwrap();
+    let meta = std::fs::metadata(layout.path("share/open/mine")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
+    let dir = d.mkdir(open.nodeid, "sub", 0o755).unwrap();
+    assert_eq!((dir.attr.uid, dir.attr.gid), (1000, 1001));
+    // The share's root is root's, mode 0755: the guest user may not create there.
+    assert_eq!(
+        d.create(ROOT_ID, "not-mine", libc::O_WRONLY, 0o644)
+            .unwrap_err(),
+        libc::EACCES
+    );
+    // Back to root: the worker's capabilities came back with uid 0.
+    d.creds = (0, 0);
+    let (file, fh) = d
+        .create(ROOT_ID, "root-again", libc::O_WRONLY, 0o644)
+        .unwrap();
+    d.release(file.nodeid, fh).unwrap();
+    assert_eq!(
+        std::fs::metadata(layout.path("share/root-again"))
+            .unwrap()
+            .uid(),
+        0
+    );
+}
