@@ -2,7 +2,8 @@
 //!
 //! Queues: 0 is the high-priority queue (FORGET, BATCH_FORGET), 1 the request queue.
 //! Configuration space: the tag (36 bytes, NUL-padded), then `num_request_queues` (u32
-//! LE, 1). Features: `VIRTIO_F_VERSION_1`.
+//! LE, 1). Features: `VIRTIO_F_VERSION_1`, `VIRTIO_RING_F_INDIRECT_DESC`,
+//! `VIRTIO_RING_F_EVENT_IDX`.
 //!
 //! Flow: a queue notification pops the available chains and hands them to the share's
 //! worker thread (at most 128 in flight, `worker::MAX_IN_FLIGHT`; the rest wait in the
@@ -38,6 +39,12 @@ pub const REQUEST_QUEUES: usize = 1;
 pub const NUM_QUEUES: usize = 1 + REQUEST_QUEUES;
 /// The largest size of each queue (what Linux and QEMU's vhost-user-fs allow).
 pub const QUEUE_SIZE: u16 = 1024;
+/// `VIRTIO_RING_F_INDIRECT_DESC`: a request's buffers in one indirect table, so a 1 MiB
+/// request takes one ring entry instead of 258.
+pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+/// `VIRTIO_RING_F_EVENT_IDX`: the driver and the device tell each other how far to go
+/// before the next kick or interrupt.
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 
 /// A virtio-fs device serving one share.
 #[derive(Debug)]
@@ -50,6 +57,10 @@ pub struct Fs {
     in_flight: usize,
     /// Queues that may still hold chains we left there because of the in-flight limit.
     starved: [bool; NUM_QUEUES],
+}
+
+fn ring_error(e: virtio_queue::Error) -> BackendError {
+    BackendError::Guest(format!("virtio-fs queue: {e}"))
 }
 
 fn backend_io(what: &str) -> impl FnOnce(FsError) -> BackendError + '_ {
@@ -123,23 +134,34 @@ impl Fs {
         let worker = &self.worker;
         let in_flight = &mut self.in_flight;
         let mut limited = false;
-        queues.with_queue(index, &mut |queue, _| {
-            while *in_flight < MAX_IN_FLIGHT {
-                let Some(chain) = queue.pop_descriptor_chain(Arc::clone(&memory)) else {
+        queues.with_queue(index, &mut |queue, mem| {
+            // The usual virtio loop: no kicks while draining, and re-enabling them checks
+            // for chains that arrived meanwhile. At the in-flight limit notifications stay
+            // off: completions bring us back (`starved`) and we drain then.
+            loop {
+                queue.disable_notification(mem).map_err(ring_error)?;
+                while *in_flight < MAX_IN_FLIGHT {
+                    let Some(chain) = queue.pop_descriptor_chain(Arc::clone(&memory)) else {
+                        break;
+                    };
+                    worker
+                        .submit(Request {
+                            queue: queue_id,
+                            generation,
+                            chain,
+                            memory: Arc::clone(&memory),
+                        })
+                        .map_err(backend_io("handing a request to the virtio-fs worker"))?;
+                    *in_flight += 1;
+                }
+                if *in_flight >= MAX_IN_FLIGHT {
+                    limited = true;
                     return Ok(());
-                };
-                worker
-                    .submit(Request {
-                        queue: queue_id,
-                        generation,
-                        chain,
-                        memory: Arc::clone(&memory),
-                    })
-                    .map_err(backend_io("handing a request to the virtio-fs worker"))?;
-                *in_flight += 1;
+                }
+                if !queue.enable_notification(mem).map_err(ring_error)? {
+                    return Ok(());
+                }
             }
-            limited = true;
-            Ok(())
         })?;
         self.starved[index] = limited;
         Ok(())
@@ -167,9 +189,7 @@ impl Fs {
             }
             let index = usize::from(index);
             queues.with_queue(index, &mut |queue, mem| {
-                queue
-                    .add_used(mem, head, len)
-                    .map_err(|e| BackendError::Guest(format!("virtio-fs used ring: {e}")))
+                queue.add_used(mem, head, len).map_err(ring_error)
             })?;
             if let Some(flag) = used.get_mut(index) {
                 *flag = true;
@@ -193,7 +213,10 @@ impl VirtioBackend for Fs {
     }
 
     fn features(&self) -> u64 {
-        VIRTIO_F_VERSION_1
+        // Both ring features are handled by virtio-queue (indirect tables when walking a
+        // chain, event indices in enable_notification/needs_notification), as QEMU's
+        // virtiofsd offers them too.
+        VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX
     }
 
     fn ack_features(&mut self, features: u64) {
@@ -256,9 +279,7 @@ impl VirtioBackend for Fs {
         for (index, _) in used.iter().enumerate().filter(|(_, &used)| used) {
             let mut notify = false;
             queues.with_queue(index, &mut |queue, mem| {
-                notify = queue
-                    .needs_notification(mem)
-                    .map_err(|e| BackendError::Guest(format!("virtio-fs used ring: {e}")))?;
+                notify = queue.needs_notification(mem).map_err(ring_error)?;
                 Ok(())
             })?;
             if notify {

@@ -52,6 +52,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 const RING_STRIDE: u64 = 0x1_0000;
 const VRING_DESC_F_NEXT: u16 = 1;
 const VRING_DESC_F_WRITE: u16 = 2;
+const VRING_DESC_F_INDIRECT: u16 = 4;
 
 /// One descriptor as the driver posts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,12 +148,15 @@ impl TestQueues {
         out
     }
 
-    /// A buffer of `len` bytes (8-byte aligned). Buffers are recycled when no chain is
-    /// posted on any queue.
-    pub fn alloc(&mut self, len: usize) -> u64 {
+    /// Makes all buffers free again if no chain is posted on any queue.
+    pub fn recycle(&mut self) {
         if self.rings.iter().all(|r| r.chains.is_empty()) {
             self.next_buffer = BUFFERS;
         }
+    }
+
+    /// A buffer of `len` bytes (8-byte aligned), free until [`Self::recycle`].
+    pub fn alloc(&mut self, len: usize) -> u64 {
         let addr = self.next_buffer;
         let len = u64::try_from(len).expect("buffer length").max(1);
         self.next_buffer = (addr + len + 7) & !7;
@@ -170,28 +174,67 @@ impl TestQueues {
         &mut self.rings[q].queue
     }
 
+    /// Writes `descs` as a chain in the table at `table`, at `indices`.
+    fn write_chain(&self, table: u64, indices: &[u16], descs: &[Desc]) {
+        let mem = self.mem.memory();
+        for (i, d) in descs.iter().enumerate() {
+            let mut flags = if d.writable { VRING_DESC_F_WRITE } else { 0 };
+            let next = indices.get(i + 1).copied().unwrap_or(0);
+            if i + 1 < descs.len() {
+                flags |= VRING_DESC_F_NEXT;
+            }
+            let raw = RawDescriptor::from(SplitDescriptor::new(d.addr, d.len, flags, next));
+            let at = table + u64::from(indices[i]) * 16;
+            mem.write_obj(raw, GuestAddress(at)).expect("descriptor");
+        }
+    }
+
     /// Posts a chain of descriptors on queue `q`; returns its head index, or `None` if too
     /// few descriptors are free.
     pub fn post(&mut self, q: usize, descs: &[Desc]) -> Option<u16> {
-        let mem = self.mem.memory();
-        let ring = &mut self.rings[q];
         let n = descs.len();
+        let ring = &mut self.rings[q];
         if n == 0 || ring.free.len() < n {
             return None;
         }
         let at = ring.free.len() - n;
         let mut indices = ring.free.split_off(at);
         indices.reverse();
-        for (i, d) in descs.iter().enumerate() {
-            let mut flags = if d.writable { VRING_DESC_F_WRITE } else { 0 };
-            let next = indices.get(i + 1).copied().unwrap_or(0);
-            if i + 1 < n {
-                flags |= VRING_DESC_F_NEXT;
-            }
-            let raw = RawDescriptor::from(SplitDescriptor::new(d.addr, d.len, flags, next));
-            let at = ring.desc_table.0 + u64::from(indices[i]) * 16;
-            mem.write_obj(raw, GuestAddress(at)).expect("descriptor");
+        let table = ring.desc_table.0;
+        self.write_chain(table, &indices, descs);
+        Some(self.make_available(q, indices, descs.to_vec()))
+    }
+
+    /// Posts `descs` in an indirect table: one ring descriptor for the whole chain.
+    pub fn post_indirect(&mut self, q: usize, descs: &[Desc]) -> Option<u16> {
+        if descs.is_empty() || self.rings[q].free.is_empty() {
+            return None;
         }
+        let table = self.alloc(descs.len() * 16);
+        let table_indices: Vec<u16> = (0..descs.len())
+            .map(|i| u16::try_from(i).expect("indirect table size"))
+            .collect();
+        self.write_chain(table, &table_indices, descs);
+        let index = self.rings[q].free.pop().expect("a free descriptor");
+        let raw = RawDescriptor::from(SplitDescriptor::new(
+            table,
+            len32(descs.len() * 16),
+            VRING_DESC_F_INDIRECT,
+            0,
+        ));
+        let at = self.rings[q].desc_table.0 + u64::from(index) * 16;
+        self.mem
+            .memory()
+            .write_obj(raw, GuestAddress(at))
+            .expect("descriptor");
+        Some(self.make_available(q, vec![index], descs.to_vec()))
+    }
+
+    /// Puts the chain whose descriptors are `indices` (head first) in the avail ring;
+    /// returns its head.
+    fn make_available(&mut self, q: usize, indices: Vec<u16>, descs: Vec<Desc>) -> u16 {
+        let mem = self.mem.memory();
+        let ring = &mut self.rings[q];
         let head = indices[0];
         let size = u64::from(ring.queue.size());
         let slot = ring.avail.0 + 4 + u64::from(ring.avail_idx.0) % size * 2;
@@ -201,8 +244,40 @@ impl TestQueues {
         std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
         mem.write_obj(ring.avail_idx.0, GuestAddress(ring.avail.0 + 2))
             .expect("avail idx");
-        ring.chains.insert(head, (indices, descs.to_vec()));
-        Some(head)
+        ring.chains.insert(head, (indices, descs));
+        head
+    }
+
+    /// Makes the device-side queue `q` use event indices (as the transport does once the
+    /// driver accepted `VIRTIO_RING_F_EVENT_IDX`).
+    pub fn set_event_idx(&mut self, q: usize, enabled: bool) {
+        self.rings[q].queue.set_event_idx(enabled);
+    }
+
+    /// The used ring's flags (`VRING_USED_F_NO_NOTIFY` = 1: the device wants no kicks).
+    pub fn used_flags(&self, q: usize) -> u16 {
+        let ring = &self.rings[q];
+        self.mem.memory().read_obj(ring.used).expect("used flags")
+    }
+
+    /// `avail_event`: the avail index at which the device wants the next kick.
+    pub fn avail_event(&self, q: usize) -> u16 {
+        let ring = &self.rings[q];
+        let at = ring.used.0 + 4 + 8 * u64::from(ring.queue.size());
+        self.mem
+            .memory()
+            .read_obj(GuestAddress(at))
+            .expect("avail event")
+    }
+
+    /// Sets `used_event`: the used index after which the driver wants an interrupt.
+    pub fn set_used_event(&self, q: usize, value: u16) {
+        let ring = &self.rings[q];
+        let at = ring.avail.0 + 4 + 2 * u64::from(ring.queue.size());
+        self.mem
+            .memory()
+            .write_obj(value, GuestAddress(at))
+            .expect("used event");
     }
 
     /// The used entries of queue `q` since the last call: (head, used length, the chain).
@@ -342,6 +417,10 @@ pub struct FsDriver {
     unique: u64,
     /// Open flags by file handle: READ and WRITE carry them, as Linux sends them.
     open_flags: HashMap<u64, u32>,
+    /// Post requests in indirect descriptor tables.
+    pub indirect: bool,
+    /// The guest user and group requests are made as.
+    pub creds: (u32, u32),
 }
 
 impl FsDriver {
@@ -357,6 +436,8 @@ impl FsDriver {
             queues,
             unique: 0,
             open_flags: HashMap::new(),
+            indirect: false,
+            creds: (0, 0),
         })
     }
 
@@ -384,8 +465,8 @@ impl FsDriver {
             opcode,
             unique: self.unique,
             nodeid,
-            uid: 0,
-            gid: 0,
+            uid: self.creds.0,
+            gid: self.creds.1,
             pid: 1,
             padding: 0,
         };
@@ -399,6 +480,7 @@ impl FsDriver {
 
     /// Posts `request` verbatim (one readable descriptor) and a reply buffer.
     pub fn post_raw(&mut self, queue: usize, request: &[u8], reply_len: u32) -> u16 {
+        self.queues.recycle();
         let addr = self.queues.alloc(request.len());
         self.queues.write(addr, request);
         let mut descs = vec![Desc {
@@ -416,7 +498,12 @@ impl FsDriver {
                 writable: true,
             });
         }
-        self.queues.post(queue, &descs).expect("free descriptors")
+        if self.indirect {
+            self.queues.post_indirect(queue, &descs)
+        } else {
+            self.queues.post(queue, &descs)
+        }
+        .expect("free descriptors")
     }
 
     /// Notifies queue `queue`, as the transport does on a driver kick.

@@ -7,6 +7,7 @@ use fuse_backend_rs::abi::fuse_abi::{FsOptions, Opcode, SetattrIn, ROOT_ID};
 
 use super::{Layout, HELLO};
 use crate::devices::virtio::backend::{VirtioBackend, VIRTIO_F_VERSION_1};
+use crate::devices::virtio::fs::device::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use crate::devices::virtio::fs::testing::{FsDriver, REQUEST_QUEUE};
 use crate::devices::virtio::fs::worker::MAX_IN_FLIGHT;
 use crate::devices::virtio::fs::{Fs, FsConfig, FsError, NUM_QUEUES, QUEUE_SIZE, TYPE_FS};
@@ -23,7 +24,10 @@ fn device_identity_and_config_space() {
     assert_eq!(dev.num_queues(), NUM_QUEUES);
     assert_eq!(NUM_QUEUES, 2);
     assert_eq!(dev.max_queue_size(), QUEUE_SIZE);
-    assert_eq!(dev.features(), VIRTIO_F_VERSION_1);
+    assert_eq!(
+        dev.features(),
+        VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX
+    );
     assert!(dev.backend_fd().is_some());
     let config = dev.config();
     assert_eq!(config.len(), 40);
@@ -381,4 +385,95 @@ fn several_shares_at_once() {
     assert_eq!(b.read_file("other.txt").unwrap(), b"other share\n");
     assert_eq!(b.lookup(ROOT_ID, "hello.txt").unwrap_err(), libc::ENOENT);
     assert_eq!(a.lookup(ROOT_ID, "other.txt").unwrap_err(), libc::ENOENT);
+}
+
+#[test]
+fn requests_in_indirect_tables() {
+    let layout = Layout::new();
+    let mut d = layout.driver();
+    d.indirect = true;
+    assert_eq!(d.read_file("hello.txt").unwrap(), HELLO);
+    let (entry, fh) = d.create(ROOT_ID, "ind", libc::O_RDWR, 0o644).unwrap();
+    let data = vec![7u8; 1 << 20];
+    assert_eq!(d.write(entry.nodeid, fh, 0, &data).unwrap(), 1 << 20);
+    assert_eq!(d.read(entry.nodeid, fh, 0, 1 << 20).unwrap(), data);
+    d.release(entry.nodeid, fh).unwrap();
+    assert_eq!(std::fs::read(layout.path("share/ind")).unwrap(), data);
+}
+
+#[test]
+fn kicks_are_suppressed_while_draining_and_reenabled_after() {
+    let layout = Layout::new();
+    let mut d = layout.driver();
+    // Without event indices: the NO_NOTIFY flag is clear once the queue is drained.
+    assert_eq!(d.queues.used_flags(REQUEST_QUEUE), 0);
+
+    d.queues.set_event_idx(REQUEST_QUEUE, true);
+    let before = d.queues.signals(REQUEST_QUEUE);
+    // The driver wants an interrupt only once the used index passes 100.
+    d.queues.set_used_event(REQUEST_QUEUE, 100);
+    let posted: Vec<(u16, u64)> = (0..3)
+        .map(|_| {
+            d.post_request(
+                REQUEST_QUEUE,
+                Opcode::Getattr as u32,
+                ROOT_ID,
+                &[&[0; 16]],
+                4096,
+            )
+        })
+        .collect();
+    d.kick(REQUEST_QUEUE);
+    let mut used = Vec::new();
+    while used.len() < posted.len() {
+        assert!(d.wait_event(crate::devices::virtio::fs::testing::TIMEOUT));
+        used.extend(d.queues.take_used(REQUEST_QUEUE));
+    }
+    assert_eq!(
+        d.queues.signals(REQUEST_QUEUE),
+        before,
+        "interrupted before used_event"
+    );
+    // The device asks to be kicked for the next chain: avail_event = chains consumed so
+    // far (INIT and the three above).
+    assert_eq!(d.queues.avail_event(REQUEST_QUEUE), 4);
+    // Now the driver wants an interrupt for the next used entry.
+    d.queues.set_used_event(REQUEST_QUEUE, 4);
+    d.getattr(ROOT_ID).unwrap();
+    assert_eq!(d.queues.signals(REQUEST_QUEUE), before + 1);
+    assert_eq!(d.queues.avail_event(REQUEST_QUEUE), 5);
+}
+
+#[test]
+fn files_are_created_as_the_guest_user_with_its_permissions() {
+    let layout = Layout::new();
+    let mut d = layout.driver();
+    let open = d.mkdir(ROOT_ID, "open", 0o777).unwrap();
+    d.creds = (1000, 1001);
+    let (file, fh) = d
+        .create(open.nodeid, "mine", libc::O_WRONLY, 0o600)
+        .unwrap();
+    d.release(file.nodeid, fh).unwrap();
+    let meta = std::fs::metadata(layout.path("share/open/mine")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
+    let dir = d.mkdir(open.nodeid, "sub", 0o755).unwrap();
+    assert_eq!((dir.attr.uid, dir.attr.gid), (1000, 1001));
+    // The share's root is root's, mode 0755: the guest user may not create there.
+    assert_eq!(
+        d.create(ROOT_ID, "not-mine", libc::O_WRONLY, 0o644)
+            .unwrap_err(),
+        libc::EACCES
+    );
+    // Back to root: the worker's capabilities came back with uid 0.
+    d.creds = (0, 0);
+    let (file, fh) = d
+        .create(ROOT_ID, "root-again", libc::O_WRONLY, 0o644)
+        .unwrap();
+    d.release(file.nodeid, fh).unwrap();
+    assert_eq!(
+        std::fs::metadata(layout.path("share/root-again"))
+            .unwrap()
+            .uid(),
+        0
+    );
 }
