@@ -21,7 +21,7 @@ CARGO         ?= cargo
 # build scripts and proc macros stay dynamic.
 STATIC        := CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
 
-.PHONY: all deps kernel static initramfs initramfs-test build guest aci demo test lint unit e2e bench clean
+.PHONY: all deps kernel static initramfs initramfs-test build minirkt guest aci demo test lint unit e2e bench clean
 
 all: build guest
 
@@ -39,6 +39,9 @@ static: deps
 build: deps
 	$(CARGO) build --release -p stage1-kvm -p stage1-kvm-initramfs
 
+minirkt: deps
+	$(CARGO) build --release -p minirkt
+
 initramfs: static build
 	@mkdir -p $(GUEST_DIR)
 	$(MKINITRAMFS) --init $(AGENT) -o $(INITRAMFS)
@@ -54,9 +57,28 @@ guest: kernel initramfs initramfs-test
 aci: guest
 	ci/build-aci.sh $(STAGE1_STATIC) $(KERNEL) $(INITRAMFS) $(ACI)
 
-demo: build guest
-	@echo "== booting the guest agent in a micro-VM (2 vCPUs, 512 MiB) =="
+MINIRKT       := target/release/minirkt
+DEMO_DIR      := $(CURDIR)/target/demo
+
+# A pod in a VM, driven as rkt drives a stage1: minirkt (our rkt-compatible stage0) runs a
+# busybox app image with the stage1-kvm image; the app's output and exit code are shown.
+demo: aci minirkt
+	@echo "== 1. the guest agent alone in a micro-VM (2 vCPUs, 512 MiB) =="
 	$(STAGE1) vm --kernel $(KERNEL) --initramfs $(INITRAMFS) --cpus 2 --mem 512
+	@echo "== 2. a pod: minirkt run --stage1-path=$(ACI) hello.aci =="
+	@findmnt -rn -o TARGET | grep "^$(DEMO_DIR)/" | sort -r | xargs -r umount 2>/dev/null || true
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/hello/rootfs/bin
+	@install -m 0755 /bin/busybox $(DEMO_DIR)/hello/rootfs/bin/busybox
+	@ln -s busybox $(DEMO_DIR)/hello/rootfs/bin/sh
+	@printf '%s\n' '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/hello",' \
+	  '"labels":[{"name":"version","value":"1.0"},{"name":"arch","value":"amd64"},{"name":"os","value":"linux"}],' \
+	  '"app":{"exec":["/bin/sh","-c","echo Hello from a pod in a VM; uname -sr; exit 7"],"user":"0","group":"0"}}' \
+	  > $(DEMO_DIR)/hello/manifest
+	@$(MINIRKT) image build $(DEMO_DIR)/hello -o $(DEMO_DIR)/hello.aci
+	@set +e; $(MINIRKT) --dir $(DEMO_DIR)/data run --net=none --stage1-path=$(ACI) $(DEMO_DIR)/hello.aci; \
+	  echo "== the pod exited with $$? (the app's exit code) =="
+	@$(MINIRKT) --dir $(DEMO_DIR)/data gc --grace-period=0s >/dev/null 2>&1; \
+	  $(MINIRKT) --dir $(DEMO_DIR)/data gc --grace-period=0s >/dev/null 2>&1 || true
 
 lint: deps
 	$(CARGO) fmt --all -- --check
