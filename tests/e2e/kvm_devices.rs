@@ -2,7 +2,8 @@
 //! `/dev/kvm`. `stage1-kvm vm --engine kvm` boots the freestanding test guest with
 //! `--vsock-socket` and `--share`; the guest opens a vsock stream to a host listener and
 //! reads a file of a share over FUSE, by polling (see the test-guest crate for what it does
-//! and prints).
+//! and prints). For comparison, the same run goes through the `qemu` engine too (QEMU
+//! microvm with the same backends over vhost-user).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixListener;
@@ -39,11 +40,16 @@ fn vsock_socket(sandbox: &Sandbox) -> PathBuf {
     sandbox.path().join("vsock.sock")
 }
 
-/// Boots the test guest with 64 MiB and `extra`, killing it after [`RUN_TIMEOUT`].
+/// Boots the test guest with the kvm engine, 64 MiB and `extra`.
 fn run_guest(sandbox: &Sandbox, extra: &[&str]) -> Finished {
+    run_guest_with("kvm", sandbox, extra)
+}
+
+/// Boots the test guest with `engine`, 64 MiB and `extra`, killing it after [`RUN_TIMEOUT`].
+fn run_guest_with(engine: &str, sandbox: &Sandbox, extra: &[&str]) -> Finished {
     let _one = one_vm();
     let mut child = Command::new(stage1_bin())
-        .args(["vm", "--engine", "kvm", "--mem", "64", "--kernel"])
+        .args(["vm", "--engine", engine, "--mem", "64", "--kernel"])
         .arg(sandbox.path().join(GUEST))
         .args(extra)
         .stdin(Stdio::null())
@@ -404,6 +410,47 @@ fn vsock_and_two_shares_together_with_two_vcpus() {
     assert!(
         timings.contains("→done") && !timings.contains("? ms"),
         "{timings}"
+    );
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn the_same_guest_moves_the_same_data_through_the_qemu_engine() {
+    let sandbox = sandbox();
+    let socket = vsock_socket(&sandbox);
+    let dir = share_with_file(&sandbox, "read through QEMU\n");
+    let host = host_listener(&socket, format!("{REPLY}\n").into_bytes());
+    let run = run_guest_with(
+        "qemu",
+        &sandbox,
+        &[
+            "--vsock-socket",
+            socket.to_str().unwrap(),
+            "--share",
+            &format!("data={}:ro", dir.display()),
+            "--append",
+            &format!("test_guest.vsock_port={PORT}"),
+            "--append",
+            "test_guest.fs_file=hello.txt",
+        ],
+    );
+    let host = host.join().unwrap().unwrap();
+    assert_success(&run, 2);
+    let lines = console(&run);
+    for expected in [
+        "test-guest: vsock: got \"pong from the host\"",
+        "test-guest: vsock: closed: sent 25 bytes, received 19 bytes, forwarded 19, 0 credit update(s)",
+        "test-guest: fs: read \"read through QEMU\\n\"",
+    ] {
+        assert!(lines.contains(&expected), "{expected:?} in {lines:?}");
+    }
+    assert_eq!(host.line, test_guest::VSOCK_PAYLOAD.as_bytes());
+    assert_eq!(host.after, b"");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("boot: engine qemu, 1 vCPU, 64 MiB: start→guest ")),
+        "{lines:?}"
     );
     sandbox.assert_nothing_left();
 }
