@@ -438,6 +438,10 @@ static int read_line(struct conn *c)
 
 		if (wait_for(c, line_or_end, "the reply"))
 			return 1;
+		if (c->state == CLOSED) {
+			say("the host reset the connection\n");
+			return 1;
+		}
 		for (n = 0; n < buffered(c) && c->buf[n] != '\n'; n++)
 			;
 		newline = n < buffered(c);

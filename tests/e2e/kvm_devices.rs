@@ -85,6 +85,15 @@ struct HostSide {
 /// A listener at `<socket>_<PORT>` that accepts one connection, reads a line, answers
 /// `reply` and reads until the guest closes.
 fn host_listener(socket: &Path, reply: Vec<u8>) -> JoinHandle<Result<HostSide, String>> {
+    listen(socket, reply, false)
+}
+
+/// [`host_listener`], closing its sending side after `reply` when `close_write`.
+fn listen(
+    socket: &Path,
+    reply: Vec<u8>,
+    close_write: bool,
+) -> JoinHandle<Result<HostSide, String>> {
     let mut path = socket.as_os_str().to_owned();
     path.push(format!("_{PORT}"));
     let listener = UnixListener::bind(&path).unwrap();
@@ -116,6 +125,12 @@ fn host_listener(socket: &Path, reply: Vec<u8>) -> JoinHandle<Result<HostSide, S
             .get_mut()
             .write_all(&reply)
             .map_err(|e| format!("replying: {e}"))?;
+        if close_write {
+            reader
+                .get_mut()
+                .shutdown(std::net::Shutdown::Write)
+                .map_err(|e| format!("shutting down: {e}"))?;
+        }
         let mut after = Vec::new();
         reader
             .read_to_end(&mut after)
@@ -277,6 +292,61 @@ fn a_guest_connection_to_a_port_nobody_listens_on_is_refused_and_fails_the_run()
         "{}",
         run.stderr
     );
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn a_host_that_closes_without_replying_fails_the_guest() {
+    let sandbox = sandbox();
+    let socket = vsock_socket(&sandbox);
+    let host = listen(&socket, Vec::new(), true);
+    let run = run_guest(
+        &sandbox,
+        &[
+            "--vsock-socket",
+            socket.to_str().unwrap(),
+            "--append",
+            &format!("test_guest.vsock_port={PORT}"),
+        ],
+    );
+    let host = host.join().unwrap().unwrap();
+    assert_guest_failure(&run);
+    assert!(
+        console(&run).contains(&"test-guest: vsock: the host closed without replying"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.line, test_guest::VSOCK_PAYLOAD.as_bytes());
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn a_reply_without_a_newline_ends_at_the_hosts_shutdown() {
+    let sandbox = sandbox();
+    let socket = vsock_socket(&sandbox);
+    let host = listen(&socket, REPLY.as_bytes().to_vec(), true);
+    let run = run_guest(
+        &sandbox,
+        &[
+            "--vsock-socket",
+            socket.to_str().unwrap(),
+            "--append",
+            &format!("test_guest.vsock_port={PORT}"),
+        ],
+    );
+    let host = host.join().unwrap().unwrap();
+    assert_success(&run, 1);
+    let lines = console(&run);
+    assert!(
+        lines.contains(&"test-guest: vsock: got \"pong from the host\""),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"test-guest: vsock: closed: sent 25 bytes, received 18 bytes, forwarded 18, 0 credit update(s)"),
+        "{lines:?}"
+    );
+    assert_eq!(host.after, b"");
     sandbox.assert_nothing_left();
 }
 
