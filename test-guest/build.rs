@@ -17,9 +17,11 @@ const SOURCES: &[&str] = &[
     "console.c",
     "cmdline.c",
     "virtio.c",
+    "vsock.c",
+    "fs.c",
     "lib.c",
 ];
-const HEADERS: &[&str] = &["guest.h", "cmdline.h", "virtio.h"];
+const HEADERS: &[&str] = &["guest.h", "cmdline.h", "virtio.h", "drivers.h", "fuse.h"];
 const LINKER_SCRIPT: &str = "guest.ld";
 
 /// Freestanding x86_64 code that uses general-purpose registers only (no SSE/x87), no red

@@ -3,7 +3,7 @@
 //! becomes ours) or serve exec sessions on the vsock socket until SIGINT/SIGTERM; finally
 //! shut the guest down through the agent, so everything is flushed before power-off.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -67,24 +67,18 @@ impl Share {
     }
 }
 
-/// Boots `spec` with `engine` and does `work`; returns the exit code to exit with.
-pub fn run(
-    engine: Box<dyn Engine>,
-    mut spec: VmSpec,
-    vsock_socket: PathBuf,
-    shares: Vec<Share>,
-    work: Work,
-    debug: bool,
-) -> Result<u8, String> {
-    spec.extra_cmdline.push(AGENT_SERVE_ARG.to_owned());
-    let vsock = Vsock::new(GUEST_CID, vsock_socket.clone())
-        .map_err(|e| format!("setting up vsock on {}: {e}", vsock_socket.display()))?;
-    let handle = vsock.handle();
-    let mut devices = vec![VirtioDevice {
-        name: "vsock".to_owned(),
-        backend: Box::new(vsock),
-    }];
-    for (i, share) in shares.into_iter().enumerate() {
+/// The vsock device of a VM, with its hybrid socket at `socket` (guest connections to host
+/// port P reach a listener at `<socket>_P`).
+pub fn vsock_device(socket: &Path) -> Result<Vsock, String> {
+    Vsock::new(GUEST_CID, socket)
+        .map_err(|e| format!("setting up vsock on {}: {e}", socket.display()))
+}
+
+/// One virtio-fs device per share, named `fs0`, `fs1`…, and the kernel command line
+/// arguments that tell the agent where to mount them (`stage1_kvm.share=TAG:/mnt/TAG[:ro]`).
+pub fn share_devices(shares: &[Share], spec: &mut VmSpec) -> Result<Vec<VirtioDevice>, String> {
+    let mut devices = Vec::with_capacity(shares.len());
+    for (i, share) in shares.iter().enumerate() {
         let fs = Fs::new(FsConfig {
             tag: share.tag.clone(),
             root: share.dir.clone(),
@@ -102,6 +96,26 @@ pub fn run(
             backend: Box::new(fs),
         });
     }
+    Ok(devices)
+}
+
+/// Boots `spec` with `engine` and does `work`; returns the exit code to exit with.
+pub fn run(
+    engine: Box<dyn Engine>,
+    mut spec: VmSpec,
+    vsock_socket: PathBuf,
+    shares: Vec<Share>,
+    work: Work,
+    debug: bool,
+) -> Result<u8, String> {
+    spec.extra_cmdline.push(AGENT_SERVE_ARG.to_owned());
+    let vsock = vsock_device(&vsock_socket)?;
+    let handle = vsock.handle();
+    let mut devices = vec![VirtioDevice {
+        name: "vsock".to_owned(),
+        backend: Box::new(vsock),
+    }];
+    devices.extend(share_devices(&shares, &mut spec)?);
 
     let (stop, mailbox) = engine::mailbox();
     let (events_tx, events) = mpsc::channel();

@@ -1,13 +1,14 @@
 //! `stage1-kvm vm`: boots the kernel and guest agent (or the freestanding test guest) with
 //! an engine and reports how it went: the guest's own lines, each boot marker as it
-//! arrives, and the boot-phase timings. The developer's way to exercise an engine alone.
+//! arrives, and the boot-phase timings. The developer's way to exercise an engine alone,
+//! with the vsock and virtio-fs devices asked for (`--vsock-socket`, `--share`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vmm::devices::pseudo::boot_marker::Marker;
-use vmm::engine::{self, EngineChoice, HostFacts, VmEnd, VmEvent, VmSpec};
+use vmm::engine::{self, EngineChoice, HostFacts, VirtioDevice, VmEnd, VmEvent, VmSpec};
 
 use crate::fail;
 use crate::guest_session::{self, Work};
@@ -49,11 +50,14 @@ pub struct VmArgs {
     /// Serve exec sessions (`stage1-kvm exec`) on the vsock socket until SIGINT/SIGTERM.
     #[arg(long, conflicts_with = "command")]
     serve: bool,
-    /// The VM's vsock Unix socket (default: in the run directory).
+    /// The VM's vsock Unix socket (default: in the run directory); guest connections to
+    /// host port P reach a listener at `<socket>_P`. Without a command or --serve, the VM
+    /// gets a vsock device only when this is given.
     #[arg(long)]
     vsock_socket: Option<PathBuf>,
     /// Share a host directory with the guest over virtio-fs, mounted at /mnt/TAG
-    /// (read-only with `:ro`); repeatable. Needs a command or --serve.
+    /// (read-only with `:ro`) by the agent when it serves (a command or --serve);
+    /// repeatable.
     #[arg(long = "share", value_name = "TAG=HOSTDIR[:ro]")]
     shares: Vec<String>,
     /// Give the command a pseudo-terminal.
@@ -94,7 +98,7 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
                 std::env::temp_dir().display()
             )
         })?;
-    let spec = VmSpec {
+    let mut spec = VmSpec {
         kernel: args.kernel.clone(),
         initramfs: args.initramfs.clone(),
         extra_cmdline: args.append.clone(),
@@ -105,6 +109,11 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
         run_dir: run_dir.path().to_owned(),
     };
 
+    let shares = args
+        .shares
+        .iter()
+        .map(|s| guest_session::Share::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
     if args.serve || !args.command.is_empty() {
         let work = if args.serve {
             Work::Serve
@@ -118,16 +127,19 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
             .vsock_socket
             .clone()
             .unwrap_or_else(|| run_dir.path().join("vsock.sock"));
-        let shares = args
-            .shares
-            .iter()
-            .map(|s| guest_session::Share::parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
         return guest_session::run(selection.engine, spec, socket, shares, work, args.debug);
     }
-    if !args.shares.is_empty() {
-        return Err("--share needs a command to run or --serve".to_owned());
+
+    // Plain boot: the devices asked for, driven by whatever the guest is (the test guest
+    // moves data through them; the agent only boots).
+    let mut devices = Vec::new();
+    if let Some(socket) = &args.vsock_socket {
+        devices.push(VirtioDevice {
+            name: "vsock".to_owned(),
+            backend: Box::new(guest_session::vsock_device(socket)?),
+        });
     }
+    devices.extend(guest_session::share_devices(&shares, &mut spec)?);
 
     let (stop, mailbox) = engine::mailbox();
     let signals = crate::signals::on_terminate(move |name| {
@@ -158,9 +170,7 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
             at.saturating_duration_since(run_started).as_secs_f64() * 1000.0
         ),
     };
-    let end = selection
-        .engine
-        .run(&spec, Vec::new(), mailbox, &mut on_event);
+    let end = selection.engine.run(&spec, devices, mailbox, &mut on_event);
     signals.close();
     let end = end.map_err(|e| e.to_string())?;
     if let Some(failure) = end.failure() {

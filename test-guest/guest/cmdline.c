@@ -219,3 +219,49 @@ int cmdline_has(const char *cmdline, const char *want)
 			return 1;
 	return 0;
 }
+
+int cmdline_get(const char *cmdline, const char *want, const char **val, size_t *len)
+{
+	const char *cur = cmdline, *name, *v;
+	size_t name_len, v_len;
+	int found = 0;
+
+	while (next_param(&cur, &name, &name_len, &v, &v_len)) {
+		/* A bare word has no value: `name` alone is not `name=`. */
+		if (param_eq(name, name_len, want) && name[name_len] == '=') {
+			*val = v;
+			*len = v_len;
+			found = 1;
+		}
+	}
+	return found;
+}
+
+int cmdline_get_u32(const char *cmdline, const char *want, uint32_t *out)
+{
+	const char *val, *end;
+	size_t len;
+	uint64_t v;
+
+	if (!cmdline_get(cmdline, want, &val, &len))
+		return 0;
+	/* Digits only (base 10, or 16 after 0x), the whole value, at most 32 bits. */
+	if (len == 0 || len > 10 || !is_digit(val[0]))
+		goto bad;
+	if (len > 2 && val[0] == '0' && (val[1] == 'x' || val[1] == 'X'))
+		v = parse_number(val, 16, &end);
+	else
+		v = parse_number(val, 10, &end);
+	if (end != val + len || v > 0xffffffffUL)
+		goto bad;
+	*out = (uint32_t)v;
+	return 1;
+bad:
+	put_str("test-guest: ");
+	put_str(want);
+	put_str("=");
+	for (size_t i = 0; i < len; i++)
+		put_char(val[i]);
+	put_str(": not a 32-bit number\n");
+	return -1;
+}

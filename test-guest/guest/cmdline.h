@@ -24,4 +24,16 @@ int cmdline_virtio_mmio(const char *cmdline, struct mmio_desc *out, int max, int
 /* True if the command line has the bare word or `word=...` parameter `name`. */
 int cmdline_has(const char *cmdline, const char *name);
 
+/*
+ * The value of the last `name=value` parameter (quotes removed, not NUL-terminated): stores
+ * its start and length and returns 1, or returns 0 if there is none.
+ */
+int cmdline_get(const char *cmdline, const char *name, const char **val, size_t *len);
+
+/*
+ * The last `name=<number>` parameter as an unsigned 32-bit number (decimal, or hex with 0x):
+ * returns 1 and stores it, 0 if there is none, -1 (reported) if it is not such a number.
+ */
+int cmdline_get_u32(const char *cmdline, const char *name, uint32_t *out);
+
 #endif

@@ -96,3 +96,29 @@ void put_bytes_hex(const uint8_t *p, size_t n)
 		put_char(hex_digits[p[i] & 0xf]);
 	}
 }
+
+void put_quoted(const uint8_t *p, size_t n)
+{
+	put_char('"');
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (c == '"' || c == '\\') {
+			put_char('\\');
+			put_char((char)c);
+		} else if (c == '\n') {
+			put_str("\\n");
+		} else if (c == '\r') {
+			put_str("\\r");
+		} else if (c == '\t') {
+			put_str("\\t");
+		} else if (c >= 0x20 && c < 0x7f) {
+			put_char((char)c);
+		} else {
+			put_str("\\x");
+			put_char(hex_digits[c >> 4]);
+			put_char(hex_digits[c & 0xf]);
+		}
+	}
+	put_char('"');
+}

@@ -12,6 +12,7 @@
 typedef unsigned char uint8_t;
 typedef unsigned short uint16_t;
 typedef unsigned int uint32_t;
+typedef int int32_t;
 typedef unsigned long uint64_t;
 typedef long int64_t;
 typedef unsigned long uintptr_t;
@@ -19,6 +20,7 @@ typedef unsigned long size_t;
 
 _Static_assert(sizeof(uint16_t) == 2, "uint16_t");
 _Static_assert(sizeof(uint32_t) == 4, "uint32_t");
+_Static_assert(sizeof(int32_t) == 4, "int32_t");
 _Static_assert(sizeof(uint64_t) == 8, "uint64_t");
 _Static_assert(sizeof(void *) == 8, "pointers");
 
@@ -89,6 +91,9 @@ void put_str(const char *s);
 void put_hex(uint64_t v);   /* "0x" + lowercase hex, no leading zeros */
 void put_dec(uint64_t v);
 void put_bytes_hex(const uint8_t *p, size_t n); /* two hex digits per byte, no separator */
+/* Bytes as one line in double quotes: printable ASCII as is, `"` and `\` escaped with `\`,
+ * newline, carriage return and tab as \n \r \t, anything else as \xNN. */
+void put_quoted(const uint8_t *p, size_t n);
 
 /* lib.c: the few libc functions gcc may emit calls to. */
 void *memset(void *dst, int c, size_t n);

@@ -7,6 +7,7 @@
  */
 #include "guest.h"
 #include "cmdline.h"
+#include "drivers.h"
 #include "virtio.h"
 
 #define XEN_HVM_START_MAGIC 0x336ec578
@@ -27,9 +28,7 @@ struct hvm_start_info {
 
 #define MAX_DEVICES 32
 #define IDENTITY_MAPPED_END 0x100000000UL
-/* How often to look at a used ring before giving up: ~5 instructions each, so about 15 s
- * under PVM's emulator, well under a second with hardware virtualization or TCG. */
-#define USED_RING_SPINS 5000000UL
+#define MAX_QUEUES 3
 
 struct idt_entry {
 	uint16_t offset_low;
@@ -53,6 +52,7 @@ int guest_main(const struct hvm_start_info *si);
 
 static struct idt_entry idt[32];
 static struct virtio_dev devices[MAX_DEVICES];
+static const char *cmdline = "";
 static int use_exit_port = 1;
 static int in_fault;
 
@@ -162,11 +162,25 @@ static int rng_selftest(struct virtq *q)
 	return failed;
 }
 
+static unsigned int num_queues(uint32_t device_id)
+{
+	switch (device_id) {
+	case VIRTIO_ID_VSOCK:
+		return VSOCK_NUM_QUEUES;
+	case VIRTIO_ID_FS:
+		return FS_NUM_QUEUES;
+	default:
+		return 1;
+	}
+}
+
+_Static_assert(VSOCK_NUM_QUEUES <= MAX_QUEUES && FS_NUM_QUEUES <= MAX_QUEUES, "MAX_QUEUES");
+
 /* Returns 1 on failure. */
 static int probe(struct virtio_dev *d, const struct mmio_desc *m)
 {
-	struct virtq *q;
-	unsigned int qsize;
+	struct virtq *q[MAX_QUEUES];
+	unsigned int nq, qsize = 0;
 	uint32_t status;
 
 	d->base = (uintptr_t)m->base;
@@ -186,11 +200,18 @@ static int probe(struct virtio_dev *d, const struct mmio_desc *m)
 	default:
 		return 1;
 	}
-	q = virtq_alloc();
-	qsize = q ? virtq_setup(d, q, 0, VIRTQ_MAX_SIZE) : 0;
-	if (!qsize) {
-		virtio_fail(d);
-		return 1;
+	nq = num_queues(d->device_id);
+	for (unsigned int i = 0; i < nq; i++) {
+		unsigned int size;
+
+		q[i] = virtq_alloc();
+		size = q[i] ? virtq_setup(d, q[i], (uint16_t)i, VIRTQ_MAX_SIZE) : 0;
+		if (!size) {
+			virtio_fail(d);
+			return 1;
+		}
+		if (i == 0)
+			qsize = size;
 	}
 	virtio_driver_ok(d);
 	status = virtio_read(d, VIRTIO_MMIO_STATUS);
@@ -208,11 +229,23 @@ static int probe(struct virtio_dev *d, const struct mmio_desc *m)
 	put_dec(d->device_id);
 	put_str(" features ok queue0 size ");
 	put_dec(qsize);
+	if (nq > 1) {
+		put_str(", ");
+		put_dec(nq);
+		put_str(" queues");
+	}
 	put_str(" ready\n");
 
-	if (d->device_id == VIRTIO_ID_RNG)
-		return rng_selftest(q);
-	return 0;
+	switch (d->device_id) {
+	case VIRTIO_ID_RNG:
+		return rng_selftest(q[0]);
+	case VIRTIO_ID_VSOCK:
+		return vsock_test(d, q, cmdline);
+	case VIRTIO_ID_FS:
+		return fs_test(d, q, cmdline);
+	default:
+		return 0;
+	}
 }
 
 static void divide_error(void)
@@ -226,7 +259,6 @@ static void divide_error(void)
 int guest_main(const struct hvm_start_info *si)
 {
 	struct mmio_desc descs[MAX_DEVICES];
-	const char *cmdline = "";
 	int n, bad = 0, failures = 0;
 
 	serial_init();

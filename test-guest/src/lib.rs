@@ -18,6 +18,10 @@
 //!   (`drivers/virtio/virtio_mmio.c`): every one is probed.
 //! * `test_guest.fault`: raise a divide error after start-up (tests fault reporting).
 //! * `test_guest.no_exit_port`: skip the exit port, end with the triple fault.
+//! * `test_guest.vsock_port=P`: on a virtio-vsock device, connect to host (CID 2) port `P`
+//!   and exchange a line (below). Without it the vsock device is only set up.
+//! * `test_guest.fs_file=NAME`: on each virtio-fs device, read the file `NAME` in the
+//!   share's root (below). Without it only `FUSE_INIT` is sent.
 //!
 //! # What it does, and what the VMM sees
 //!
@@ -27,12 +31,51 @@
 //! ```text
 //! test-guest: hvm_start_info at 0x... version 1
 //! test-guest: cmdline: <the command line>
-//! test-guest: virtio-mmio@0x<base> id <device id> features ok queue0 size <n> ready
+//! test-guest: virtio-mmio@0x<base> id <device id> features ok queue0 size <n>[, <q> queues] ready
 //! test-guest: virtio-rng: request 0: <n> random bytes in 2 descriptor(s): <hex>
 //! test-guest: virtio-rng: request 1: <n> random bytes in 1 descriptor(s): <hex>
 //! test-guest: <n> virtio-mmio device(s), <m> failure(s)
 //! test-guest: exit success            (or: exit failure)
 //! ```
+//!
+//! A virtio-vsock device (id 19, queues rx, tx, event) with `test_guest.vsock_port=P`:
+//!
+//! ```text
+//! test-guest: vsock: guest cid 3
+//! test-guest: vsock: connecting from port 1234 to host port P
+//! test-guest: vsock: connected, host buf_alloc <n> fwd_cnt <n>
+//! test-guest: vsock: sent "ping from the test guest\n"
+//! test-guest: vsock: got "<the host's first line, without its newline>"
+//! test-guest: vsock: closed: sent 25 bytes, received <n> bytes, forwarded <n>, <k> credit update(s)
+//! ```
+//!
+//! The guest sends REQUEST from port [`VSOCK_GUEST_PORT`], waits for RESPONSE (an RST is
+//! "connection refused", a failure), sends [`VSOCK_PAYLOAD`] as RW, reads RW packets up to
+//! a newline (or the host's SHUTDOWN), then sends SHUTDOWN (both flags) and waits for the
+//! host's RST. Flow control follows virtio 1.2 §5.10.6.3: every packet carries `buf_alloc` =
+//! [`VSOCK_BUF_ALLOC`] and `fwd_cnt` = bytes taken out of that buffer; a longer line arrives
+//! in pieces, each taken out of the buffer and answered with a CREDIT_UPDATE once the host
+//! believes less than half of it free; a CREDIT_REQUEST gets a CREDIT_UPDATE; data beyond
+//! the credit is a credit violation (RST, failure). The guest never sends beyond the host's
+//! credit (it asks with CREDIT_REQUEST). Lines longer than 4096 bytes are printed cut, with
+//! `(a line of <n> bytes, the first 4096 shown)`. Strings are printed in double quotes
+//! with `"`, `\`, newline, CR, tab and non-ASCII bytes escaped (`\"`, `\\`, `\n`, `\r`, `\t`,
+//! `\xNN`).
+//!
+//! A virtio-fs device (id 26, queues hiprio and one request queue) — FUSE 7.38 as Linux
+//! sends it, with no optional feature, one request at a time on the request queue:
+//!
+//! ```text
+//! test-guest: fs: tag "<tag>", 1 request queue(s)
+//! test-guest: fs: FUSE_INIT: server speaks 7.<minor>, max_write <n>
+//! test-guest: fs: lookup "<NAME>"
+//! test-guest: fs: node <n>, inode <n>, mode 0100644, size <n>
+//! test-guest: fs: read "<the first 1024 bytes of the file>"
+//! ```
+//!
+//! then RELEASE and FORGET. A FUSE error fails the run with e.g.
+//! `test-guest: fs: FUSE_LOOKUP failed: error 2 (ENOENT)`; so does a file that is not a
+//! regular file or a short read.
 //!
 //! For each device: magic and version 2 are checked (a legacy version-1 transport is
 //! reported as unsupported and counts as a failure; DeviceID 0 is reported and skipped),
@@ -91,6 +134,13 @@ pub const EXIT_PORT: u16 = 0xf4;
 pub const EXIT_SUCCESS: u8 = 0x00;
 /// Byte written to [`EXIT_PORT`] on failure.
 pub const EXIT_FAILURE: u8 = 0x01;
+
+/// The guest's vsock port for its connection to the host.
+pub const VSOCK_GUEST_PORT: u32 = 1234;
+/// What the guest sends on its vsock connection.
+pub const VSOCK_PAYLOAD: &str = "ping from the test guest\n";
+/// The guest's vsock receive buffer (`buf_alloc`).
+pub const VSOCK_BUF_ALLOC: u32 = 1024;
 
 /// QEMU's exit code when the guest writes `value` to its `isa-debug-exit` device.
 pub fn qemu_exit_code(value: u8) -> i32 {

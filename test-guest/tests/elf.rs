@@ -156,6 +156,22 @@ fn protocol_constants_match_the_guest_sources() {
         guest_define("entry.S", "MARKER_ENTERED"),
         u64::from(test_guest::MARKER_ENTERED)
     );
+    assert_eq!(
+        guest_define("vsock.c", "VSOCK_LOCAL_PORT"),
+        u64::from(test_guest::VSOCK_GUEST_PORT)
+    );
+    assert_eq!(
+        guest_define("vsock.c", "BUF_ALLOC"),
+        u64::from(test_guest::VSOCK_BUF_ALLOC)
+    );
+    let vsock =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/vsock.c"))
+            .unwrap();
+    let payload = test_guest::VSOCK_PAYLOAD.replace('\n', "\\n");
+    assert!(
+        vsock.contains(&format!("static const char payload[] = \"{payload}\";")),
+        "VSOCK_PAYLOAD is not vsock.c's payload"
+    );
     assert_eq!(test_guest::qemu_exit_code(test_guest::EXIT_SUCCESS), 1);
     assert_eq!(test_guest::qemu_exit_code(test_guest::EXIT_FAILURE), 3);
 }

@@ -285,6 +285,92 @@ fn the_test_guest_finds_and_drives_virtio_mmio_devices() {
     assert!(console.contains(&"test-guest: 2 virtio-mmio device(s), 0 failure(s)"));
 }
 
+/// Threads of this process that serve the virtio-fs share tagged `tag` (`fs-<tag>`; other
+/// tests run fs devices of their own in parallel).
+fn fs_threads(tag: &str) -> Vec<String> {
+    let name = format!("fs-{tag}");
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|n| *n == name)
+        .collect()
+}
+
+#[test]
+fn the_test_guest_moves_data_through_the_real_vsock_and_fs_backends() {
+    use std::io::{BufRead, Read, Write};
+
+    use crate::devices::virtio::fs::{Fs, FsConfig};
+    use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
+
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    std::fs::write(share.join("hello.txt"), "served by the fs backend\n").unwrap();
+    let socket = dir.path().join("vsock.sock");
+    let listener =
+        std::os::unix::net::UnixListener::bind(dir.path().join("vsock.sock_5000")).unwrap();
+    let host = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        reader.get_mut().write_all(b"hello, guest\n").unwrap();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        (line, rest)
+    });
+    let devices = vec![
+        VirtioDevice {
+            name: "vsock".to_owned(),
+            backend: Box::new(Vsock::new(GUEST_CID, &socket).unwrap()),
+        },
+        VirtioDevice {
+            name: "fs0".to_owned(),
+            backend: Box::new(
+                Fs::new(FsConfig {
+                    tag: "kvm-guest".to_owned(),
+                    root: share,
+                    read_only: true,
+                    allow_devices: false,
+                })
+                .unwrap(),
+            ),
+        },
+    ];
+    assert_eq!(fs_threads("kvm-guest").len(), 1, "the share's worker runs");
+    let run = boot_with(
+        &spec(
+            test_guest(),
+            1,
+            &["test_guest.vsock_port=5000", "test_guest.fs_file=hello.txt"],
+        ),
+        devices,
+        None,
+    );
+    let console = run.console();
+    assert_eq!(run.end.outcome, Outcome::Clean, "{console:?}");
+    for line in [
+        "test-guest: vsock: got \"hello, guest\"",
+        "test-guest: vsock: closed: sent 25 bytes, received 13 bytes, forwarded 13, 0 credit update(s)",
+        "test-guest: fs: read \"served by the fs backend\\n\"",
+        "test-guest: 2 virtio-mmio device(s), 0 failure(s)",
+    ] {
+        assert!(console.contains(&line), "{line} in {console:?}");
+    }
+    let (line, rest) = host.join().unwrap();
+    assert_eq!(line, test_guest::VSOCK_PAYLOAD);
+    assert!(rest.is_empty(), "{rest:?}");
+    // The devices went with the VM: the share's worker thread and the vsock socket.
+    assert_eq!(fs_threads("kvm-guest"), Vec::<String>::new());
+    assert!(!socket.exists());
+}
+
 /// A PVH ELF image loaded at 1 MiB whose entry runs `code` (32-bit protected mode).
 fn pvh_image(dir: &Path, name: &str, code: &[u8]) -> PathBuf {
     const LOAD: u64 = 0x10_0000;
