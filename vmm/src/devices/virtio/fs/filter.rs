@@ -14,7 +14,8 @@
 //!   FIFO and socket are `EINVAL`;
 //! - setuid/setgid: **stripped** (not refused) from the mode of files the guest creates
 //!   (CREATE, MKNOD) or chmods (SETATTR); directories keep setgid (group inheritance, no
-//!   privilege) and lose setuid. Writes and truncations clear the bits of existing files
+//!   privilege) and lose setuid — a chmod that sets it is made as a member of the
+//!   directory's group, or the host's kernel would drop it. Writes and truncations clear the bits of existing files
 //!   because the worker has no `CAP_FSETID`. File capabilities (`security.capability`)
 //!   cannot be set (`EPERM`);
 //! - open flags are reduced to those a file server should honour (no `O_PATH`,
@@ -147,6 +148,36 @@ fn strip_privileges(kind: u32, mode: u32) -> u32 {
         mode & !libc::S_ISUID
     } else {
         mode & !(libc::S_ISUID | libc::S_ISGID)
+    }
+}
+
+/// The calling thread's file-system group id set to a group until dropped, when the
+/// previous one is restored (`setfsgid` is per thread; the worker keeps `CAP_SETGID`).
+struct FsGroup {
+    previous: libc::gid_t,
+}
+
+impl FsGroup {
+    fn enter(gid: libc::gid_t) -> io::Result<Self> {
+        // SAFETY: setfsgid only changes this thread's credentials; it returns the previous
+        // file-system gid whether or not it succeeded.
+        let previous = unsafe { libc::setfsgid(gid) };
+        let group = Self {
+            previous: libc::gid_t::try_from(previous).unwrap_or(0),
+        };
+        // An invalid id changes nothing and returns the current one: the way to check.
+        // SAFETY: as above.
+        if libc::gid_t::try_from(unsafe { libc::setfsgid(libc::gid_t::MAX) }).ok() != Some(gid) {
+            return Err(err(libc::EPERM));
+        }
+        Ok(group)
+    }
+}
+
+impl Drop for FsGroup {
+    fn drop(&mut self) {
+        // SAFETY: as in `enter`.
+        unsafe { libc::setfsgid(self.previous) };
     }
 }
 
@@ -311,6 +342,15 @@ impl FileSystem for ConfinedFs {
             let (current, _) = self.inner.getattr(ctx, inode, None)?;
             let kind = current.st_mode & libc::S_IFMT;
             attr.st_mode = strip_privileges(kind, attr.st_mode & !libc::S_IFMT);
+            if kind == libc::S_IFDIR && attr.st_mode & libc::S_ISGID != 0 {
+                // Without CAP_FSETID the host's kernel silently drops setgid from a chmod
+                // unless the caller is in the directory's group; the guest's kernel has
+                // already applied that rule with the guest's credentials (virtiofs mounts
+                // with default_permissions), so act as a member of the group for this one
+                // chmod (the passthrough changes the mode before any owner).
+                let _group = FsGroup::enter(current.st_gid)?;
+                return self.inner.setattr(ctx, inode, attr, handle, valid);
+            }
         }
         self.inner.setattr(ctx, inode, attr, handle, valid)
     }
