@@ -123,6 +123,7 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
             .iter()
             .map(|s| guest_session::Share::parse(s))
             .collect::<Result<Vec<_>, _>>()?;
+        guest_session::check_tags(&shares)?;
         return guest_session::run(selection.engine, spec, socket, shares, work, args.debug);
     }
     if !args.shares.is_empty() {
