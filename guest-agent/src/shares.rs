@@ -45,6 +45,10 @@ fn parse(spec: &str) -> Result<Share, String> {
     if parts.next().is_some() || tag.is_empty() || !path.starts_with('/') {
         return Err(format!("share {spec:?}: expected TAG:/path[:ro]"));
     }
+    if path.split('/').any(|c| c == "." || c == "..") {
+        // "/mnt/.." would mount the share over the guest's root.
+        return Err(format!("share {spec:?}: the path has a . or .. component"));
+    }
     Ok(Share {
         tag: tag.to_owned(),
         path: path.to_owned(),
@@ -106,6 +110,9 @@ mod tests {
             "stage1_kvm.share=d:rel",
             "stage1_kvm.share=d:/x:rw",
             "stage1_kvm.share=d:/x:ro:extra",
+            "stage1_kvm.share=d:/mnt/..",
+            "stage1_kvm.share=d:/mnt/.",
+            "stage1_kvm.share=d:/mnt/../etc",
         ] {
             assert!(from_cmdline(bad).is_err(), "{bad}");
         }

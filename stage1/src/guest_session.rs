@@ -59,12 +59,34 @@ impl Share {
         if tag.is_empty() || dir.is_empty() || tag.contains([':', '/', ' ']) {
             return Err(format!("--share {spec:?}: expected TAG=HOSTDIR[:ro]"));
         }
+        if tag == "." || tag == ".." {
+            // The tag is also the mount point's name: /mnt/.. would cover the guest's root.
+            return Err(format!(
+                "--share {spec:?}: the tag names the mount point /mnt/TAG and cannot be \".\" or \"..\""
+            ));
+        }
         Ok(Self {
             tag: tag.to_owned(),
             dir: PathBuf::from(dir),
             read_only,
         })
     }
+}
+
+/// Checks that no two shares have the same tag (the guest mounts them by tag, at
+/// `/mnt/TAG`).
+pub fn check_tags(shares: &[Share]) -> Result<(), String> {
+    for (i, share) in shares.iter().enumerate() {
+        if shares[..i].iter().any(|s| s.tag == share.tag) {
+            return Err(format!(
+                "--share {}={}: the tag {} is already used by another --share",
+                share.tag,
+                share.dir.display(),
+                share.tag
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The vsock device of a VM, with its hybrid socket at `socket` (guest connections to host
@@ -231,4 +253,45 @@ fn drive(
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_shares() {
+        assert_eq!(
+            Share::parse("data=/srv/data:ro").unwrap(),
+            Share {
+                tag: "data".into(),
+                dir: "/srv/data".into(),
+                read_only: true
+            }
+        );
+        assert!(!Share::parse("t=rel").unwrap().read_only);
+        for bad in [
+            "t", "=/x", "t=", "a:b=/x", "a/b=/x", "a b=/x", ".=/x", "..=/x",
+        ] {
+            assert!(Share::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Share::parse("...=/x").is_ok());
+    }
+
+    #[test]
+    fn tags_are_unique() {
+        let shares: Vec<Share> = ["a=/x", "b=/x", "c=/y:ro"]
+            .iter()
+            .map(|s| Share::parse(s).unwrap())
+            .collect();
+        check_tags(&shares).unwrap();
+        let twice: Vec<Share> = ["a=/x", "b=/y", "a=/z"]
+            .iter()
+            .map(|s| Share::parse(s).unwrap())
+            .collect();
+        assert_eq!(
+            check_tags(&twice).unwrap_err(),
+            "--share a=/z: the tag a is already used by another --share"
+        );
+    }
 }

@@ -114,6 +114,7 @@ fn boot(args: &VmArgs) -> Result<u8, String> {
         .iter()
         .map(|s| guest_session::Share::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
+    guest_session::check_tags(&shares)?;
     if args.serve || !args.command.is_empty() {
         let work = if args.serve {
             Work::Serve

@@ -14,7 +14,8 @@
 //!   FIFO and socket are `EINVAL`;
 //! - setuid/setgid: **stripped** (not refused) from the mode of files the guest creates
 //!   (CREATE, MKNOD) or chmods (SETATTR); directories keep setgid (group inheritance, no
-//!   privilege) and lose setuid. Writes and truncations clear the bits of existing files
+//!   privilege) and lose setuid — a chmod that sets it is made as a member of the
+//!   directory's group, or the host's kernel would drop it. Writes and truncations clear the bits of existing files
 //!   because the worker has no `CAP_FSETID`. File capabilities (`security.capability`)
 //!   cannot be set (`EPERM`);
 //! - open flags are reduced to those a file server should honour (no `O_PATH`,
@@ -22,6 +23,9 @@
 //! - sizes: READ and WRITE above 1 MiB, or a READ larger than the reply buffer, are
 //!   `EINVAL`; directory listings and xattr buffers are clamped to sane sizes, so a guest
 //!   cannot make the host allocate gigabytes;
+//! - creations by a guest user other than root are checked on the host as if the user
+//!   were in the parent directory's group (FUSE does not send supplementary groups; the
+//!   guest's kernel has checked them);
 //! - node ids and handles are translated through the device's [`IdSpace`] (numbers from
 //!   another share are `EBADF`);
 //! - what we do not serve is `ENOSYS`: DAX mappings, locks, ioctl, bmap, poll.
@@ -150,6 +154,73 @@ fn strip_privileges(kind: u32, mode: u32) -> u32 {
     }
 }
 
+/// The calling thread's file-system group id set to a group until dropped, when the
+/// previous one is restored (`setfsgid` is per thread; the worker keeps `CAP_SETGID`).
+struct FsGroup {
+    previous: libc::gid_t,
+}
+
+impl FsGroup {
+    fn enter(gid: libc::gid_t) -> io::Result<Self> {
+        // SAFETY: setfsgid only changes this thread's credentials; it returns the previous
+        // file-system gid whether or not it succeeded.
+        let previous = unsafe { libc::setfsgid(gid) };
+        let group = Self {
+            previous: libc::gid_t::try_from(previous).unwrap_or(0),
+        };
+        // An invalid id changes nothing and returns the current one: the way to check.
+        // SAFETY: as above.
+        if libc::gid_t::try_from(unsafe { libc::setfsgid(libc::gid_t::MAX) }).ok() != Some(gid) {
+            return Err(err(libc::EPERM));
+        }
+        Ok(group)
+    }
+}
+
+impl Drop for FsGroup {
+    fn drop(&mut self) {
+        // SAFETY: as in `enter`.
+        unsafe { libc::setfsgid(self.previous) };
+    }
+}
+
+/// The calling thread's supplementary groups replaced by one group until dropped, when
+/// the previous list is restored. The raw system call changes this thread only (glibc's
+/// `setgroups` would change every thread of the process).
+struct SupplementaryGroup {
+    previous: Vec<libc::gid_t>,
+}
+
+impl SupplementaryGroup {
+    fn enter(gid: libc::gid_t) -> io::Result<Self> {
+        // SAFETY: getgroups(0, NULL) only returns the number of groups.
+        let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+        let mut previous = vec![0; usize::try_from(n).map_err(|_| io::Error::last_os_error())?];
+        // SAFETY: the buffer holds `n` gids, as the kernel was told.
+        let n = unsafe { libc::getgroups(n, previous.as_mut_ptr()) };
+        previous.truncate(usize::try_from(n).map_err(|_| io::Error::last_os_error())?);
+        set_groups(&[gid])?;
+        Ok(Self { previous })
+    }
+}
+
+impl Drop for SupplementaryGroup {
+    fn drop(&mut self) {
+        let _ = set_groups(&self.previous);
+    }
+}
+
+/// `setgroups(2)` for the calling thread only.
+fn set_groups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: the kernel reads `groups.len()` gids from the pointer, which is valid for them.
+    let rc = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The passthrough behind the share's policy.
 pub(super) struct ConfinedFs {
     inner: PassthroughFs<()>,
@@ -234,6 +305,30 @@ impl ConfinedFs {
     fn out_handle(&self, local: Option<u64>) -> io::Result<Option<u64>> {
         local.map(|h| self.ids.export_handle(h)).transpose()
     }
+
+    /// Runs a creation in `parent` (a local inode) that the passthrough makes as the
+    /// guest's user (`ctx.uid`/`ctx.gid`, never its supplementary groups, which FUSE does
+    /// not send). A guest user may write to a directory through a supplementary group
+    /// (`root:staff 2775` and a member of staff): the guest's kernel checked that with the
+    /// user's real groups (virtiofs mounts with default_permissions), so the host checks
+    /// as a member of the directory's group rather than refuse what the guest allowed. The
+    /// owner and the other bits of the directory's mode still apply on the host.
+    fn as_creator<T>(
+        &self,
+        ctx: &Context,
+        parent: u64,
+        create: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        if ctx.uid == 0 {
+            return create();
+        }
+        let (dir, _) = self.inner.getattr(ctx, parent, None)?;
+        if dir.st_gid == ctx.gid {
+            return create();
+        }
+        let _group = SupplementaryGroup::enter(dir.st_gid)?;
+        create()
+    }
 }
 
 impl FileSystem for ConfinedFs {
@@ -311,6 +406,15 @@ impl FileSystem for ConfinedFs {
             let (current, _) = self.inner.getattr(ctx, inode, None)?;
             let kind = current.st_mode & libc::S_IFMT;
             attr.st_mode = strip_privileges(kind, attr.st_mode & !libc::S_IFMT);
+            if kind == libc::S_IFDIR && attr.st_mode & libc::S_ISGID != 0 {
+                // Without CAP_FSETID the host's kernel silently drops setgid from a chmod
+                // unless the caller is in the directory's group; the guest's kernel has
+                // already applied that rule with the guest's credentials (virtiofs mounts
+                // with default_permissions), so act as a member of the group for this one
+                // chmod (the passthrough changes the mode before any owner).
+                let _group = FsGroup::enter(current.st_gid)?;
+                return self.inner.setattr(ctx, inode, attr, handle, valid);
+            }
         }
         self.inner.setattr(ctx, inode, attr, handle, valid)
     }
@@ -323,7 +427,10 @@ impl FileSystem for ConfinedFs {
         self.writable()?;
         check_name(name)?;
         check_target(target)?;
-        let entry = self.inner.symlink(ctx, target, self.inode(parent)?, name)?;
+        let parent = self.inode(parent)?;
+        let entry = self.as_creator(ctx, parent, || {
+            self.inner.symlink(ctx, target, parent, name)
+        })?;
         self.entry(ctx, entry)
     }
 
@@ -346,9 +453,10 @@ impl FileSystem for ConfinedFs {
             _ => return Err(err(libc::EINVAL)),
         }
         let mode = kind | strip_privileges(kind, mode & !libc::S_IFMT);
-        let entry = self
-            .inner
-            .mknod(ctx, self.inode(parent)?, name, mode, rdev, umask)?;
+        let parent = self.inode(parent)?;
+        let entry = self.as_creator(ctx, parent, || {
+            self.inner.mknod(ctx, parent, name, mode, rdev, umask)
+        })?;
         self.entry(ctx, entry)
     }
 
@@ -363,9 +471,10 @@ impl FileSystem for ConfinedFs {
         self.writable()?;
         check_name(name)?;
         let mode = strip_privileges(libc::S_IFDIR, mode);
-        let entry = self
-            .inner
-            .mkdir(ctx, self.inode(parent)?, name, mode, umask)?;
+        let parent = self.inode(parent)?;
+        let entry = self.as_creator(ctx, parent, || {
+            self.inner.mkdir(ctx, parent, name, mode, umask)
+        })?;
         self.entry(ctx, entry)
     }
 
@@ -447,8 +556,9 @@ impl FileSystem for ConfinedFs {
         check_name(name)?;
         args.flags = open_flags(args.flags, true)?;
         args.mode = strip_privileges(libc::S_IFREG, args.mode);
+        let parent = self.inode(parent)?;
         let (entry, handle, options, passthrough) =
-            self.inner.create(ctx, self.inode(parent)?, name, args)?;
+            self.as_creator(ctx, parent, || self.inner.create(ctx, parent, name, args))?;
         let entry = self.entry(ctx, entry)?;
         Ok((entry, self.out_handle(handle)?, options, passthrough))
     }

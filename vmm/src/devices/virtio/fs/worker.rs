@@ -29,7 +29,8 @@
 //! rt_sigprocmask, setxattr, sigaltstack, statx, symlinkat, umask, unlinkat, utimensat
 //! and write; the passthrough also uses setresuid/setresgid (requests from a non-root
 //! guest user), fchownat, fchmod, futimens, fallocate, fsync/fdatasync and dup, and the
-//! allocator mmap/brk. Never needed: mount, umount2, pivot_root, unshare, setns,
+//! allocator mmap/brk; the share's policy uses setfsgid (setgid on directories) and
+//! getgroups/setgroups (creations by guest users). Never needed: mount, umount2, pivot_root, unshare, setns,
 //! open_by_handle_at, name_to_handle_at, ptrace, process_vm_*, execve.
 
 use std::os::fd::{AsRawFd, FromRawFd};

@@ -376,6 +376,27 @@ fn setuid_and_setgid_bits_are_stripped() {
         )
         .unwrap();
         assert_eq!(host_mode(layout, "share/dir"), 0o3777);
+        // Also when the directory's group is not the guest's (as /var/mail, root:mail
+        // 2775): without CAP_FSETID the host's kernel would drop setgid.
+        std::fs::create_dir(layout.path("share/mail")).unwrap();
+        std::os::unix::fs::chown(layout.path("share/mail"), Some(0), Some(4242)).unwrap();
+        let mail = d.lookup(ROOT_ID, "mail").unwrap().nodeid;
+        let attr = d
+            .setattr(
+                mail,
+                SetattrIn {
+                    valid: FATTR_MODE,
+                    mode: 0o2775,
+                    ..SetattrIn::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(attr.attr.mode, libc::S_IFDIR | 0o2775);
+        assert_eq!(host_mode(layout, "share/mail"), 0o2775);
+        // ... and the worker's own group is back: a file it creates is root's.
+        let (file, fh) = d.create(ROOT_ID, "after", libc::O_WRONLY, 0o644).unwrap();
+        d.release(file.nodeid, fh).unwrap();
+        assert_eq!(file.attr.gid, 0);
 
         // A setuid program the host put in the share loses the bit when the guest writes
         // to it (the worker has no CAP_FSETID).

@@ -464,6 +464,29 @@ fn files_are_created_as_the_guest_user_with_its_permissions() {
             .unwrap_err(),
         libc::EACCES
     );
+    // A directory writable by its group, which the guest's kernel let the user write to
+    // (through a supplementary group FUSE does not send): the host lets it create too,
+    // files owned by the user; the group's write bit is what counts.
+    d.creds = (0, 0);
+    let staff = d.mkdir(ROOT_ID, "staff", 0o775).unwrap();
+    let readers = d.mkdir(ROOT_ID, "readers", 0o755).unwrap();
+    for dir in ["share/staff", "share/readers"] {
+        std::os::unix::fs::chown(layout.path(dir), Some(0), Some(50)).unwrap();
+    }
+    d.creds = (1000, 1001);
+    let (file, fh) = d
+        .create(staff.nodeid, "note", libc::O_WRONLY, 0o644)
+        .unwrap();
+    d.release(file.nodeid, fh).unwrap();
+    d.mkdir(staff.nodeid, "sub", 0o755).unwrap();
+    d.symlink(staff.nodeid, "link", "note").unwrap();
+    let meta = std::fs::metadata(layout.path("share/staff/note")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
+    assert_eq!(
+        d.create(readers.nodeid, "no", libc::O_WRONLY, 0o644)
+            .unwrap_err(),
+        libc::EACCES
+    );
     // Back to root: the worker's capabilities came back with uid 0.
     d.creds = (0, 0);
     let (file, fh) = d
