@@ -216,6 +216,11 @@ impl Served {
         send_signal(&child, libc::SIGTERM);
         let finished = Finished::from(child.wait_with_output().unwrap());
         self.sandbox.assert_nothing_left();
+        assert!(
+            !self.socket.exists(),
+            "the vsock socket {} was left behind",
+            self.socket.display()
+        );
         finished
     }
 }

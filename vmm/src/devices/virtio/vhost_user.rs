@@ -18,6 +18,9 @@ use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserBackendMut, VhostUserDaemon, VringRwLock, VringT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
 
 use super::backend::{BackendError, GuestMemory, QueueSet, SharedMemory, VirtioBackend};
 
@@ -123,6 +126,13 @@ impl VhostUserBackendMut for Adapter {
     fn reset_device(&mut self) {
         self.backend().reset();
         self.activated = false;
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        // Without an exit event the crate's worker thread never ends: dropping the daemon
+        // after QEMU disconnects would wait for it forever, and the backend (with its
+        // sockets) would never be dropped.
+        new_event_consumer_and_notifier(EventFlag::NONBLOCK).ok()
     }
 
     fn set_event_idx(&mut self, _enabled: bool) {
