@@ -13,7 +13,7 @@ use protocol::ProcessSpec;
 use vmm::devices::pseudo::boot_marker::Marker;
 use vmm::devices::virtio::fs::{Fs, FsConfig};
 use vmm::devices::virtio::vsock::{Vsock, GUEST_CID};
-use vmm::engine::{self, EngineChoice, HostFacts, VirtioDevice, VmEvent, VmSpec};
+use vmm::engine::{self, EngineChoice, HostFacts, Outcome, VirtioDevice, VmEvent, VmSpec};
 
 use super::args::RunArgs;
 use super::layout::PodLayout;
@@ -52,6 +52,13 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     // Contract §2.1: the lock fd keeps the pod "running"; no child may inherit it.
     keep_lock_fd_from_children()?;
     let layout = PodLayout::current()?;
+    // SIGTERM/SIGINT mean a graceful stop from the moment the pid file names us: the
+    // handlers come first, or an early `stop` would kill this process outright.
+    let (events_tx, events) = mpsc::channel();
+    let signal_events = events_tx.clone();
+    let signals = crate::signals::on_terminate(move |name| {
+        let _ = signal_events.send(PodEvent::Signal(name));
+    })?;
     // Contract §3.3 / §9.2: the pid file, early, before anything slow.
     layout.write_pid(std::process::id())?;
 
@@ -137,8 +144,12 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         },
     ];
 
+    // Stopped already (only signals can have arrived so far): nothing to boot.
+    if let Ok(PodEvent::Signal(_)) = events.try_recv() {
+        signals.close();
+        return Ok(0);
+    }
     let (stop, mailbox) = engine::mailbox();
-    let (events_tx, events) = mpsc::channel();
     let vm_events = events_tx.clone();
     let debug = args.debug;
     let engine = selection.engine;
@@ -157,25 +168,50 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
             end
         })
         .map_err(|e| format!("starting the VM thread: {e}"))?;
-    let signal_events = events_tx.clone();
-    let signals = crate::signals::on_terminate(move |name| {
-        let _ = signal_events.send(PodEvent::Signal(name));
-    })?;
 
     let result = supervise(&handle, &events, events_tx, &apps, &layout);
-    if result.is_err() {
-        stop.stop("the pod failed");
+    match &result {
+        Err(_) => {
+            stop.stop("the pod failed");
+        }
+        Ok(Supervised::StoppedBeforeStart(signal)) => {
+            stop.stop(&format!("{signal} before the apps started"));
+        }
+        Ok(Supervised::Exited(_)) => {}
     }
     let end = vm
         .join()
         .map_err(|_| "the VM thread panicked".to_owned())?
         .map_err(|e| e.to_string());
     signals.close();
-    let code = result?;
-    if let Some(failure) = end?.failure() {
-        return Err(failure);
-    }
+    let code = match result? {
+        Supervised::Exited(code) => {
+            if let Some(failure) = end?.failure() {
+                return Err(failure);
+            }
+            code
+        }
+        // Stopped before any app ran: nothing failed and no app has a status.
+        Supervised::StoppedBeforeStart(_) => {
+            let end = end?;
+            match (&end.outcome, end.failure()) {
+                (Outcome::Stopped(_), _) | (_, None) => 0,
+                (_, Some(failure)) => return Err(failure),
+            }
+        }
+    };
     Ok(code)
+}
+
+/// How the supervisor saw the pod end.
+#[derive(Debug)]
+enum Supervised {
+    /// Every app ended; the pod's exit code (contract §5.11).
+    Exited(u8),
+    /// SIGTERM or SIGINT (named) came while the VM booted: a graceful stop before any app
+    /// started, so the VM is simply powered off (contract §2.4: `stop` works whenever the
+    /// pod runs).
+    StoppedBeforeStart(&'static str),
 }
 
 /// What the supervisor waits for.
@@ -187,20 +223,18 @@ enum PodEvent {
     Agent(Result<Option<AgentToHost>, String>),
 }
 
-/// Starts the apps and follows them to the end of the pod; returns the pod's exit code.
+/// Starts the apps and follows them to the end of the pod.
 fn supervise(
     handle: &vmm::devices::virtio::vsock::VsockHandle,
     events: &mpsc::Receiver<PodEvent>,
     events_tx: mpsc::Sender<PodEvent>,
     apps: &[PodApp],
     layout: &PodLayout,
-) -> Result<u8, String> {
+) -> Result<Supervised, String> {
     loop {
         match events.recv() {
             Ok(PodEvent::Marker(Marker::AgentReady)) => break,
-            Ok(PodEvent::Signal(name)) => {
-                return Err(format!("received {name} while the VM booted"))
-            }
+            Ok(PodEvent::Signal(name)) => return Ok(Supervised::StoppedBeforeStart(name)),
             Ok(PodEvent::VmEnded) | Err(_) => {
                 return Err("the VM ended before the guest agent was ready".to_owned())
             }
@@ -252,7 +286,7 @@ fn supervise(
     if let Some(failure) = pod.start_failure {
         return Err(failure);
     }
-    Ok(pod.exit_code)
+    Ok(Supervised::Exited(pod.exit_code))
 }
 
 fn graceful_stop() -> HostToAgent {
