@@ -94,13 +94,37 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         })
         .collect::<Result<_, String>>()?;
 
+    // Our image's own files (`make aci`): a stage1 image without them is broken; say so
+    // before any engine tries to boot nothing.
+    for (what, path) in [
+        ("kernel", layout.kernel()),
+        ("initramfs", layout.initramfs()),
+    ] {
+        if !path.is_file() {
+            return Err(format!(
+                "the stage1 image has no guest {what}: {} is missing",
+                path.display()
+            ));
+        }
+    }
+
     let choice: EngineChoice = std::env::var("STAGE1_KVM_ENGINE")
         .unwrap_or_else(|_| "auto".to_owned())
         .parse()
         .map_err(|e| format!("STAGE1_KVM_ENGINE: {e}"))?;
     let kvm_path = PathBuf::from(vmm::host::DEFAULT_KVM_PATH);
-    let selection = engine::select(choice, &HostFacts::probe(&kvm_path), kvm_path)
-        .map_err(|e| e.to_string())?;
+    let facts = HostFacts::probe(&kvm_path);
+    // The vmm lets `kvm` run without vmx/svm (PVM's /dev/kvm runs the test guest), but a
+    // pod's guest is Linux, which only boots there with hardware virtualization
+    // (DESIGN.md, "Two engines"): refuse up front rather than fail inside the guest.
+    if choice == EngineChoice::Kvm && !facts.hardware_virtualization {
+        return Err(
+            "STAGE1_KVM_ENGINE=kvm: the kvm engine needs hardware virtualization (vmx/svm), \
+             which this host does not have; use STAGE1_KVM_ENGINE=qemu (or auto)"
+                .to_owned(),
+        );
+    }
+    let selection = engine::select(choice, &facts, kvm_path).map_err(|e| e.to_string())?;
     if let Some(notice) = &selection.notice {
         eprintln!("stage1-kvm: {notice}");
     }
@@ -181,24 +205,27 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     }
     let end = vm
         .join()
-        .map_err(|_| "the VM thread panicked".to_owned())?
-        .map_err(|e| e.to_string());
+        .map_err(|_| "the VM thread panicked".to_owned())
+        .and_then(|end| end.map_err(|e| e.to_string()));
     signals.close();
-    let code = match result? {
-        Supervised::Exited(code) => {
-            if let Some(failure) = end?.failure() {
-                return Err(failure);
-            }
-            code
-        }
+    let code = match (result, end) {
+        (Ok(Supervised::Exited(code)), Ok(end)) => match end.failure() {
+            Some(failure) => return Err(failure),
+            None => code,
+        },
         // Stopped before any app ran: nothing failed and no app has a status.
-        Supervised::StoppedBeforeStart(_) => {
-            let end = end?;
-            match (&end.outcome, end.failure()) {
-                (Outcome::Stopped(_), _) | (_, None) => 0,
-                (_, Some(failure)) => return Err(failure),
-            }
-        }
+        (Ok(Supervised::StoppedBeforeStart(_)), Ok(end)) => match (&end.outcome, end.failure()) {
+            (Outcome::Stopped(_), _) | (_, None) => 0,
+            (_, Some(failure)) => return Err(failure),
+        },
+        (Ok(_), Err(engine)) => return Err(engine),
+        // What the engine says of a VM that failed under the supervisor is more precise
+        // than "the VM ended"; a VM the supervisor stopped itself says nothing new.
+        (Err(_), Err(engine)) => return Err(engine),
+        (Err(pod), Ok(end)) => match (&end.outcome, end.failure()) {
+            (Outcome::Stopped(_), _) | (_, None) => return Err(pod),
+            (_, Some(failure)) => return Err(failure),
+        },
     };
     Ok(code)
 }
