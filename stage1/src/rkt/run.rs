@@ -133,6 +133,10 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         .hostname
         .clone()
         .unwrap_or_else(|| format!("rkt-{}", args.uuid));
+    // The engine's sockets go into the pod directory; however this returns, nothing
+    // listens on them afterwards, so they go with it (gc removes them after a run that
+    // was killed).
+    let _run_files = RunFiles(&layout);
     let spec = VmSpec {
         kernel: layout.kernel(),
         initramfs: Some(layout.initramfs()),
@@ -228,6 +232,15 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         },
     };
     Ok(code)
+}
+
+/// Removes the engine's sockets from the pod directory when dropped.
+struct RunFiles<'a>(&'a PodLayout);
+
+impl Drop for RunFiles<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.remove_run_files();
+    }
 }
 
 /// How the supervisor saw the pod end.
