@@ -93,7 +93,8 @@ unit: deps
 # and fail (never skip) when one is missing.
 E2E_ENV := STAGE1_KVM_BIN=$(CURDIR)/$(STAGE1) STAGE1_KVM_KERNEL=$(CURDIR)/$(KERNEL) \
            STAGE1_KVM_INITRAMFS=$(CURDIR)/$(INITRAMFS) STAGE1_KVM_AGENT=$(CURDIR)/$(AGENT) \
-           STAGE1_KVM_TEST_INITRAMFS=$(CURDIR)/$(TEST_INITRAMFS)
+           STAGE1_KVM_TEST_INITRAMFS=$(CURDIR)/$(TEST_INITRAMFS) \
+           STAGE1_KVM_ACI=$(CURDIR)/$(ACI) STAGE1_KVM_MINIRKT=$(CURDIR)/$(MINIRKT)
 
 # The kvm engine boots the real kernel only with hardware virtualization; PVM's /dev/kvm
 # runs the test guest (kvm_boot) but not Linux. Elsewhere that test is listed as not run,
@@ -101,7 +102,7 @@ E2E_ENV := STAGE1_KVM_BIN=$(CURDIR)/$(STAGE1) STAGE1_KVM_KERNEL=$(CURDIR)/$(KERN
 HW_VIRT := $(shell grep -qE 'vmx|svm' /proc/cpuinfo && echo yes)
 KVM_LINUX_NOT_RUN := NOT RUN: kvm engine real-kernel boot (no hardware virtualization: /dev/kvm is PVM)
 
-e2e: build guest
+e2e: build guest aci minirkt
 	$(E2E_ENV) $(CARGO) test -p stage1-kvm-e2e -- --test-threads=2
 ifeq ($(HW_VIRT),yes)
 	$(E2E_ENV) $(CARGO) test -p stage1-kvm-e2e --test kvm_linux_boot

@@ -4,6 +4,8 @@
 //! The artifacts come from `make e2e` through environment variables. A missing one is a
 //! test failure naming the variable — the tests never skip.
 
+pub mod pod;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -47,6 +49,16 @@ pub fn test_initramfs() -> PathBuf {
 /// The static guest agent binary.
 pub fn agent() -> PathBuf {
     artifact("STAGE1_KVM_AGENT")
+}
+
+/// The stage1 image, `target/stage1-kvm.aci` (`make aci`).
+pub fn stage1_aci() -> PathBuf {
+    artifact("STAGE1_KVM_ACI")
+}
+
+/// The minirkt binary, the rkt-compatible stage0 that drives pods (`make minirkt`).
+pub fn minirkt_bin() -> PathBuf {
+    artifact("STAGE1_KVM_MINIRKT")
 }
 
 /// A per-test directory whose path appears in the engine's command line (the boot files

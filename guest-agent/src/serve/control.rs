@@ -59,6 +59,15 @@ impl<L: Listener> Loop<L> {
             .apps_dir
             .as_ref()
             .map(|dir| dir.join(&name).join("rootfs"));
+        if let Some(root) = &root {
+            // Contract §5.5: /proc, /dev, /sys, /tmp… inside the app's root, once.
+            if let Err(message) = self.app_roots.ensure(root) {
+                return self.tell_host(&AgentToHost::Error {
+                    app: Some(name),
+                    message,
+                });
+            }
+        }
         let request = Request {
             process,
             root: root.as_deref(),

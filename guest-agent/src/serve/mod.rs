@@ -19,6 +19,7 @@
 //! The loop is generic over its [`Listener`] and ends by returning an [`Ending`] rather
 //! than powering off, so the unit tests run it over a Unix socket inside the test process.
 
+mod app_root;
 mod buffer;
 mod child;
 mod conn;
@@ -170,6 +171,7 @@ pub fn run<L: Listener>(listener: L, config: Config) -> io::Result<Ending> {
         control: None,
         shutdown: None,
         lost: None,
+        app_roots: app_root::Prepared::default(),
     }
     .run()
 }
@@ -207,6 +209,8 @@ struct Loop<L: Listener> {
     shutdown: Option<Shutdown>,
     /// Set when the control connection is lost: the loop ends with this reason.
     lost: Option<String>,
+    /// Apps' roots prepared so far (contract §5.5).
+    app_roots: app_root::Prepared,
 }
 
 impl<L: Listener> Loop<L> {

@@ -43,5 +43,30 @@ pub fn main(name: &str, argv: &[String]) -> ExitCode {
             .and_then(|a| enter::enter(&a))
             .map(crate::exec_command::exit_code),
     };
-    result.unwrap_or_else(|e| fail(&format!("{name}: {e}")))
+    result.unwrap_or_else(|e| fail(&format!("{name}: {}", one_line(&e))))
+}
+
+/// `message` on one line: a reason quoted from elsewhere (an engine's stderr, say) may
+/// hold line breaks, and stage0's callers expect one line per error.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line() {
+        assert_eq!(one_line("plain"), "plain");
+        assert_eq!(
+            one_line("QEMU failed: first\n  second\n\nthird\n"),
+            "QEMU failed: first; second; third"
+        );
+    }
 }

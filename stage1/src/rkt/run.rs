@@ -13,7 +13,7 @@ use protocol::ProcessSpec;
 use vmm::devices::pseudo::boot_marker::Marker;
 use vmm::devices::virtio::fs::{Fs, FsConfig};
 use vmm::devices::virtio::vsock::{Vsock, GUEST_CID};
-use vmm::engine::{self, EngineChoice, HostFacts, VirtioDevice, VmEvent, VmSpec};
+use vmm::engine::{self, EngineChoice, HostFacts, Outcome, VirtioDevice, VmEvent, VmSpec};
 
 use super::args::RunArgs;
 use super::layout::PodLayout;
@@ -52,6 +52,13 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     // Contract §2.1: the lock fd keeps the pod "running"; no child may inherit it.
     keep_lock_fd_from_children()?;
     let layout = PodLayout::current()?;
+    // SIGTERM/SIGINT mean a graceful stop from the moment the pid file names us: the
+    // handlers come first, or an early `stop` would kill this process outright.
+    let (events_tx, events) = mpsc::channel();
+    let signal_events = events_tx.clone();
+    let signals = crate::signals::on_terminate(move |name| {
+        let _ = signal_events.send(PodEvent::Signal(name));
+    })?;
     // Contract §3.3 / §9.2: the pid file, early, before anything slow.
     layout.write_pid(std::process::id())?;
 
@@ -87,13 +94,37 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         })
         .collect::<Result<_, String>>()?;
 
+    // Our image's own files (`make aci`): a stage1 image without them is broken; say so
+    // before any engine tries to boot nothing.
+    for (what, path) in [
+        ("kernel", layout.kernel()),
+        ("initramfs", layout.initramfs()),
+    ] {
+        if !path.is_file() {
+            return Err(format!(
+                "the stage1 image has no guest {what}: {} is missing",
+                path.display()
+            ));
+        }
+    }
+
     let choice: EngineChoice = std::env::var("STAGE1_KVM_ENGINE")
         .unwrap_or_else(|_| "auto".to_owned())
         .parse()
         .map_err(|e| format!("STAGE1_KVM_ENGINE: {e}"))?;
     let kvm_path = PathBuf::from(vmm::host::DEFAULT_KVM_PATH);
-    let selection = engine::select(choice, &HostFacts::probe(&kvm_path), kvm_path)
-        .map_err(|e| e.to_string())?;
+    let facts = HostFacts::probe(&kvm_path);
+    // The vmm lets `kvm` run without vmx/svm (PVM's /dev/kvm runs the test guest), but a
+    // pod's guest is Linux, which only boots there with hardware virtualization
+    // (DESIGN.md, "Two engines"): refuse up front rather than fail inside the guest.
+    if choice == EngineChoice::Kvm && !facts.hardware_virtualization {
+        return Err(
+            "STAGE1_KVM_ENGINE=kvm: the kvm engine needs hardware virtualization (vmx/svm), \
+             which this host does not have; use STAGE1_KVM_ENGINE=qemu (or auto)"
+                .to_owned(),
+        );
+    }
+    let selection = engine::select(choice, &facts, kvm_path).map_err(|e| e.to_string())?;
     if let Some(notice) = &selection.notice {
         eprintln!("stage1-kvm: {notice}");
     }
@@ -102,6 +133,10 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         .hostname
         .clone()
         .unwrap_or_else(|| format!("rkt-{}", args.uuid));
+    // The engine's sockets go into the pod directory; however this returns, nothing
+    // listens on them afterwards, so they go with it (gc removes them after a run that
+    // was killed).
+    let _run_files = RunFiles(&layout);
     let spec = VmSpec {
         kernel: layout.kernel(),
         initramfs: Some(layout.initramfs()),
@@ -137,8 +172,12 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         },
     ];
 
+    // Stopped already (only signals can have arrived so far): nothing to boot.
+    if let Ok(PodEvent::Signal(_)) = events.try_recv() {
+        signals.close();
+        return Ok(0);
+    }
     let (stop, mailbox) = engine::mailbox();
-    let (events_tx, events) = mpsc::channel();
     let vm_events = events_tx.clone();
     let debug = args.debug;
     let engine = selection.engine;
@@ -157,25 +196,62 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
             end
         })
         .map_err(|e| format!("starting the VM thread: {e}"))?;
-    let signal_events = events_tx.clone();
-    let signals = crate::signals::on_terminate(move |name| {
-        let _ = signal_events.send(PodEvent::Signal(name));
-    })?;
 
     let result = supervise(&handle, &events, events_tx, &apps, &layout);
-    if result.is_err() {
-        stop.stop("the pod failed");
+    match &result {
+        Err(_) => {
+            stop.stop("the pod failed");
+        }
+        Ok(Supervised::StoppedBeforeStart(signal)) => {
+            stop.stop(&format!("{signal} before the apps started"));
+        }
+        Ok(Supervised::Exited(_)) => {}
     }
     let end = vm
         .join()
-        .map_err(|_| "the VM thread panicked".to_owned())?
-        .map_err(|e| e.to_string());
+        .map_err(|_| "the VM thread panicked".to_owned())
+        .and_then(|end| end.map_err(|e| e.to_string()));
     signals.close();
-    let code = result?;
-    if let Some(failure) = end?.failure() {
-        return Err(failure);
-    }
+    let code = match (result, end) {
+        (Ok(Supervised::Exited(code)), Ok(end)) => match end.failure() {
+            Some(failure) => return Err(failure),
+            None => code,
+        },
+        // Stopped before any app ran: nothing failed and no app has a status.
+        (Ok(Supervised::StoppedBeforeStart(_)), Ok(end)) => match (&end.outcome, end.failure()) {
+            (Outcome::Stopped(_), _) | (_, None) => 0,
+            (_, Some(failure)) => return Err(failure),
+        },
+        (Ok(_), Err(engine)) => return Err(engine),
+        // What the engine says of a VM that failed under the supervisor is more precise
+        // than "the VM ended"; a VM the supervisor stopped itself says nothing new.
+        (Err(_), Err(engine)) => return Err(engine),
+        (Err(pod), Ok(end)) => match (&end.outcome, end.failure()) {
+            (Outcome::Stopped(_), _) | (_, None) => return Err(pod),
+            (_, Some(failure)) => return Err(failure),
+        },
+    };
     Ok(code)
+}
+
+/// Removes the engine's sockets from the pod directory when dropped.
+struct RunFiles<'a>(&'a PodLayout);
+
+impl Drop for RunFiles<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.remove_run_files();
+    }
+}
+
+/// How the supervisor saw the pod end.
+#[derive(Debug)]
+enum Supervised {
+    /// Every app ended; the pod's exit code (contract §5.11).
+    Exited(u8),
+    /// SIGTERM or SIGINT (named) came while the VM booted: a graceful stop before any app
+    /// started, so the VM is simply powered off (contract §2.4: `stop` works whenever the
+    /// pod runs).
+    StoppedBeforeStart(&'static str),
 }
 
 /// What the supervisor waits for.
@@ -187,20 +263,18 @@ enum PodEvent {
     Agent(Result<Option<AgentToHost>, String>),
 }
 
-/// Starts the apps and follows them to the end of the pod; returns the pod's exit code.
+/// Starts the apps and follows them to the end of the pod.
 fn supervise(
     handle: &vmm::devices::virtio::vsock::VsockHandle,
     events: &mpsc::Receiver<PodEvent>,
     events_tx: mpsc::Sender<PodEvent>,
     apps: &[PodApp],
     layout: &PodLayout,
-) -> Result<u8, String> {
+) -> Result<Supervised, String> {
     loop {
         match events.recv() {
             Ok(PodEvent::Marker(Marker::AgentReady)) => break,
-            Ok(PodEvent::Signal(name)) => {
-                return Err(format!("received {name} while the VM booted"))
-            }
+            Ok(PodEvent::Signal(name)) => return Ok(Supervised::StoppedBeforeStart(name)),
             Ok(PodEvent::VmEnded) | Err(_) => {
                 return Err("the VM ended before the guest agent was ready".to_owned())
             }
@@ -252,7 +326,7 @@ fn supervise(
     if let Some(failure) = pod.start_failure {
         return Err(failure);
     }
-    Ok(pod.exit_code)
+    Ok(Supervised::Exited(pod.exit_code))
 }
 
 fn graceful_stop() -> HostToAgent {
