@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::Listener;
@@ -32,6 +33,10 @@ struct Adapter {
     memory: Option<SharedMemory>,
     activated: bool,
     name: String,
+    /// The exit event of the daemon's one vring worker thread: written when the daemon
+    /// is dropped, it ends the thread (without one the thread never ends, and keeps the
+    /// backend alive until the process exits).
+    exit: (EventConsumer, EventNotifier),
 }
 
 impl Adapter {
@@ -128,11 +133,13 @@ impl VhostUserBackendMut for Adapter {
         self.activated = false;
     }
 
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        // Without an exit event the crate's worker thread never ends: dropping the daemon
-        // after QEMU disconnects would wait for it forever, and the backend (with its
-        // sockets) would never be dropped.
-        new_event_consumer_and_notifier(EventFlag::NONBLOCK).ok()
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        // One worker thread (the default queues_per_thread); its epoll gets the consumer.
+        if thread_index != 0 {
+            return None;
+        }
+        let (consumer, notifier) = &self.exit;
+        Some((consumer.try_clone().ok()?, notifier.try_clone().ok()?))
     }
 
     fn set_event_idx(&mut self, _enabled: bool) {
@@ -246,11 +253,17 @@ impl VhostUserServer {
             path: socket.to_owned(),
             source,
         })?;
+        let exit = new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
+            .map_err(|e| VhostUserError::Daemon {
+                name: name.to_owned(),
+                reason: format!("creating its exit event: {e}"),
+            })?;
         let adapter = Adapter {
             backend: Mutex::new(backend),
             memory: None,
             activated: false,
             name: name.to_owned(),
+            exit,
         };
         Ok(Self {
             name: name.to_owned(),
@@ -321,8 +334,135 @@ impl VhostUserServer {
     }
 }
 
+/// How long dropping a server waits for its thread before giving up on it. The frontend
+/// is gone by then (QEMU was reaped), so the thread normally ends within milliseconds.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait before assuming the thread still waits for a frontend to connect.
+const ACCEPT_GRACE: Duration = Duration::from_millis(50);
+
+/// Waits up to `timeout` for `thread` to finish; whether it did.
+fn finished_within(thread: &JoinHandle<()>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 impl Drop for VhostUserServer {
+    /// Ends the serving thread and drops the backend with it, so that whatever the backend
+    /// cleans up on drop (the vsock socket file, the virtio-fs worker thread) is cleaned up
+    /// before the process goes on (or exits, which runs no destructors of other threads).
     fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // The thread ends once the frontend has hung up; one that never connected still
+            // waits in accept(): a connection that hangs up at once releases it.
+            if !finished_within(&thread, ACCEPT_GRACE) {
+                let _ = std::os::unix::net::UnixStream::connect(&self.socket);
+            }
+            if finished_within(&thread, STOP_TIMEOUT) {
+                let _ = thread.join();
+            } else {
+                eprintln!(
+                    "stage1-kvm: vhost-user {}: the device thread did not stop within {STOP_TIMEOUT:?}",
+                    self.name
+                );
+            }
+        }
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A backend that records being dropped.
+    struct Dropped(Arc<AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl VirtioBackend for Dropped {
+        fn device_type(&self) -> u32 {
+            19
+        }
+
+        fn num_queues(&self) -> usize {
+            1
+        }
+
+        fn max_queue_size(&self) -> u16 {
+            16
+        }
+
+        fn features(&self) -> u64 {
+            super::super::backend::VIRTIO_F_VERSION_1
+        }
+
+        fn ack_features(&mut self, _features: u64) {}
+
+        fn config(&self) -> Vec<u8> {
+            Vec::new()
+        }
+
+        fn activate(&mut self, _memory: SharedMemory) -> Result<(), BackendError> {
+            Ok(())
+        }
+
+        fn reset(&mut self) {}
+
+        fn handle_queue(
+            &mut self,
+            _index: usize,
+            _queues: &mut dyn QueueSet,
+        ) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    fn started(dir: &Path) -> (VhostUserServer, Arc<AtomicBool>, PathBuf) {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let socket = dir.join("dev.vhost");
+        let mut server =
+            VhostUserServer::listen("test", &socket, Box::new(Dropped(Arc::clone(&dropped))))
+                .unwrap();
+        server.start().unwrap();
+        (server, dropped, socket)
+    }
+
+    #[test]
+    fn dropping_a_server_whose_frontend_left_drops_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, dropped, socket) = started(dir.path());
+        // A frontend that connects and hangs up, as QEMU does when it exits.
+        drop(std::os::unix::net::UnixStream::connect(&socket).unwrap());
+        let started = Instant::now();
+        drop(server);
+        assert!(started.elapsed() < STOP_TIMEOUT);
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the backend outlived its server"
+        );
+        assert!(!socket.exists());
+    }
+
+    #[test]
+    fn dropping_a_server_nobody_connected_to_does_not_hang_and_drops_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, dropped, socket) = started(dir.path());
+        let started = Instant::now();
+        drop(server);
+        assert!(started.elapsed() < STOP_TIMEOUT);
+        assert!(dropped.load(Ordering::SeqCst));
+        assert!(!socket.exists());
     }
 }
