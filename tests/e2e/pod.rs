@@ -555,6 +555,38 @@ fn unknown_or_malformed_flags_and_a_missing_uuid_are_refused() {
 }
 
 #[test]
+fn stopping_a_pod_that_is_not_running_is_refused_and_signals_nobody() {
+    // Contract §2.4: 254 with a reason when the pod does not run. Its pid file may outlive
+    // it and name a process that has nothing to do with the pod.
+    let host = PodHost::new();
+    let app = host.image("app", &sh("true"));
+    let (uuid, pod) = prepared_copy(&host, &app);
+    let stop = |args: &[&str]| {
+        Finished::run(
+            std::process::Command::new(pod.join("stage1/rootfs/stop"))
+                .args(args)
+                .current_dir(&pod),
+        )
+    };
+    stop(&[&uuid]).assert_one_line_failure("is not running");
+    let mut stranger = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(pod.join("pid"), format!("{}\n", stranger.id())).unwrap();
+    for args in [vec![uuid.as_str()], vec!["--force", uuid.as_str()]] {
+        stop(&args).assert_one_line_failure("is not running");
+    }
+    assert_eq!(
+        stranger.try_wait().unwrap(),
+        None,
+        "the stranger was signalled"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}
+
+#[test]
 fn a_corrupt_or_missing_pod_manifest_is_refused() {
     let host = PodHost::new();
     let app = host.image("app", &sh("true"));

@@ -412,36 +412,71 @@ impl PodState {
         }
     }
 
-    /// Prints complete lines as `<app>[<pid>]: <text>` (contract §5.12).
+    /// Prints complete lines as `<app>[<pid>]: <text>` (contract §5.12), all the lines of
+    /// one message in one write.
     fn output(&mut self, app: &str, stderr: bool, data: &[u8]) {
         let pid = self.running.get(app).copied().flatten().unwrap_or(0);
         let buffer = self.partial.entry((app.to_owned(), stderr)).or_default();
         buffer.extend_from_slice(data);
-        let mut out = std::io::stdout().lock();
-        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            print_line(&mut out, app, pid, &line[..line.len() - 1]);
-        }
+        let mut text = Vec::new();
+        take_lines(buffer, app, pid, &mut text);
+        write_stdout(&text);
     }
 
     fn flush(&mut self, app: &str) {
         let pid = self.running.get(app).copied().flatten().unwrap_or(0);
-        let mut out = std::io::stdout().lock();
+        let mut text = Vec::new();
         for stderr in [false, true] {
             if let Some(rest) = self.partial.remove(&(app.to_owned(), stderr)) {
                 if !rest.is_empty() {
-                    print_line(&mut out, app, pid, &rest);
+                    push_line(&mut text, app, pid, &rest);
                 }
             }
         }
+        write_stdout(&text);
     }
 }
 
-fn print_line(out: &mut impl std::io::Write, app: &str, pid: u32, text: &[u8]) {
-    let _ = out.write_all(format!("{app}[{pid}]: ").as_bytes());
-    let _ = out.write_all(text);
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
+/// Longest line printed whole: longer ones are split, as journald (whose console
+/// forwarding rkt's apps' output goes through, contract §5.12) splits at its default
+/// `LineMax`. It also bounds what an app can make us buffer.
+const LINE_MAX: usize = 48 * 1024;
+
+/// Moves the complete lines at the start of `buffer` (and pieces of [`LINE_MAX`] bytes of
+/// overlong ones) to `out` as `<app>[<pid>]: <text>\n`; the partial line stays.
+fn take_lines(buffer: &mut Vec<u8>, app: &str, pid: u32, out: &mut Vec<u8>) {
+    let mut start = 0;
+    loop {
+        let rest = &buffer[start..];
+        match rest.iter().take(LINE_MAX + 1).position(|&b| b == b'\n') {
+            Some(end) => {
+                push_line(out, app, pid, &rest[..end]);
+                start += end + 1;
+            }
+            None if rest.len() > LINE_MAX => {
+                push_line(out, app, pid, &rest[..LINE_MAX]);
+                start += LINE_MAX;
+            }
+            None => break,
+        }
+    }
+    buffer.drain(..start);
+}
+
+fn push_line(out: &mut Vec<u8>, app: &str, pid: u32, text: &[u8]) {
+    out.extend_from_slice(format!("{app}[{pid}]: ").as_bytes());
+    out.extend_from_slice(text);
+    out.push(b'\n');
+}
+
+/// Writes to stdout; a reader that went away is not the pod's failure.
+fn write_stdout(text: &[u8]) {
+    if text.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, text);
+    let _ = std::io::Write::flush(&mut out);
 }
 
 /// Refuses, with a reason, every flag whose meaning is not implemented yet (never
@@ -569,4 +604,44 @@ fn process_for(name: &str, app: &App, layout: &PodLayout) -> Result<ProcessSpec,
         gid,
         supplementary_gids: app.supplementary_gids.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines_are_prefixed_and_partial_lines_kept() {
+        let mut buffer = b"one\ntwo\nthr".to_vec();
+        let mut out = Vec::new();
+        take_lines(&mut buffer, "web", 42, &mut out);
+        assert_eq!(out, b"web[42]: one\nweb[42]: two\n");
+        assert_eq!(buffer, b"thr");
+        buffer.extend_from_slice(b"ee\n\n");
+        out.clear();
+        take_lines(&mut buffer, "web", 42, &mut out);
+        assert_eq!(out, b"web[42]: three\nweb[42]: \n");
+        assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn overlong_lines_are_split_and_never_buffered_whole() {
+        let mut buffer = vec![b'x'; 2 * LINE_MAX + 10];
+        let mut out = Vec::new();
+        take_lines(&mut buffer, "a", 1, &mut out);
+        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 3, "two pieces and the end");
+        assert!(lines[..2]
+            .iter()
+            .all(|l| l.len() == "a[1]: ".len() + LINE_MAX));
+        assert_eq!(buffer.len(), 10);
+        // Exactly LINE_MAX bytes, then the newline: one whole line.
+        let mut buffer = vec![b'y'; LINE_MAX];
+        let mut out = Vec::new();
+        take_lines(&mut buffer, "a", 1, &mut out);
+        assert!(out.is_empty());
+        buffer.push(b'\n');
+        take_lines(&mut buffer, "a", 1, &mut out);
+        assert_eq!(out.len(), "a[1]: ".len() + LINE_MAX + 1);
+    }
 }
