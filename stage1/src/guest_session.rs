@@ -11,7 +11,7 @@ use protocol::control::HostToAgent;
 use vmm::devices::pseudo::boot_marker::Marker;
 use vmm::devices::virtio::fs::{Fs, FsConfig};
 use vmm::devices::virtio::vsock::{Vsock, VsockHandle};
-use vmm::engine::{self, Engine, VirtioDevice, VmEvent, VmSpec};
+use vmm::engine::{self, Engine, VirtioDevice, VmSpec};
 
 use crate::agent::control::Control;
 use crate::run_command;
@@ -142,21 +142,7 @@ pub fn run(
     let (stop, mailbox) = engine::mailbox();
     let (events_tx, events) = mpsc::channel();
     let vm_events = events_tx.clone();
-    let vm = std::thread::Builder::new()
-        .name("vm".to_owned())
-        .spawn(move || {
-            let mut on_event = |event: &VmEvent| match event {
-                VmEvent::Console(line) if debug => eprintln!("{line}"),
-                VmEvent::Console(_) => {}
-                VmEvent::Marker(marker, _) => {
-                    let _ = vm_events.send(SessionEvent::Marker(*marker));
-                }
-            };
-            let end = engine.run(&spec, devices, mailbox, &mut on_event);
-            let _ = vm_events.send(SessionEvent::VmEnded);
-            end
-        })
-        .map_err(|e| format!("starting the VM thread: {e}"))?;
+    let vm = crate::vm_thread::spawn(engine, spec, devices, mailbox, vm_events, debug)?;
     // Serving ends gracefully on a signal; a command run is stopped outright.
     let serving = matches!(work, Work::Serve);
     let stop_on_signal = stop.clone();
@@ -199,6 +185,16 @@ enum SessionEvent {
     Marker(Marker),
     Signal,
     VmEnded,
+}
+
+impl crate::vm_thread::VmEvents for SessionEvent {
+    fn marker(marker: Marker) -> Self {
+        Self::Marker(marker)
+    }
+
+    fn ended() -> Self {
+        Self::VmEnded
+    }
 }
 
 /// Waits for the agent, opens the control connection, does the work and shuts down.

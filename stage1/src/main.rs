@@ -9,6 +9,7 @@ mod run_command;
 mod signals;
 mod terminal;
 mod vm_command;
+mod vm_thread;
 
 use std::process::ExitCode;
 

@@ -13,7 +13,7 @@ use protocol::ProcessSpec;
 use vmm::devices::pseudo::boot_marker::Marker;
 use vmm::devices::virtio::fs::{Fs, FsConfig};
 use vmm::devices::virtio::vsock::{Vsock, GUEST_CID};
-use vmm::engine::{self, EngineChoice, HostFacts, Outcome, VirtioDevice, VmEvent, VmSpec};
+use vmm::engine::{self, EngineChoice, HostFacts, Outcome, VirtioDevice, VmSpec};
 
 use super::args::RunArgs;
 use super::layout::PodLayout;
@@ -179,23 +179,8 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     }
     let (stop, mailbox) = engine::mailbox();
     let vm_events = events_tx.clone();
-    let debug = args.debug;
     let engine = selection.engine;
-    let vm = std::thread::Builder::new()
-        .name("vm".to_owned())
-        .spawn(move || {
-            let mut on_event = |event: &VmEvent| match event {
-                VmEvent::Console(line) if debug => eprintln!("{line}"),
-                VmEvent::Console(_) => {}
-                VmEvent::Marker(marker, _) => {
-                    let _ = vm_events.send(PodEvent::Marker(*marker));
-                }
-            };
-            let end = engine.run(&spec, devices, mailbox, &mut on_event);
-            let _ = vm_events.send(PodEvent::VmEnded);
-            end
-        })
-        .map_err(|e| format!("starting the VM thread: {e}"))?;
+    let vm = crate::vm_thread::spawn(engine, spec, devices, mailbox, vm_events, args.debug)?;
 
     let result = supervise(&handle, &events, events_tx, &apps, &layout);
     match &result {
@@ -261,6 +246,16 @@ enum PodEvent {
     Signal(&'static str),
     VmEnded,
     Agent(Result<Option<AgentToHost>, String>),
+}
+
+impl crate::vm_thread::VmEvents for PodEvent {
+    fn marker(marker: Marker) -> Self {
+        Self::Marker(marker)
+    }
+
+    fn ended() -> Self {
+        Self::VmEnded
+    }
 }
 
 /// Starts the apps and follows them to the end of the pod.
