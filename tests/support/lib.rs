@@ -4,6 +4,8 @@
 //! The artifacts come from `make e2e` through environment variables. A missing one is a
 //! test failure naming the variable — the tests never skip.
 
+pub mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
