@@ -18,6 +18,7 @@ use vmm::engine::{self, EngineChoice, HostFacts, VirtioDevice, VmEvent, VmSpec};
 use super::args::RunArgs;
 use super::layout::PodLayout;
 use super::manifest::{quantity, App, ImageManifest, PodManifest};
+use super::timings::Timings;
 use crate::agent::control::Control;
 use crate::guest_session::AGENT_SERVE_ARG;
 
@@ -46,8 +47,16 @@ struct PodApp {
     process: ProcessSpec,
 }
 
-/// Runs the pod; returns its exit code.
+/// Runs the pod; returns its exit code. With `STAGE1_KVM_TIMINGS=1`, prints the phase
+/// timestamps as it ends (see [`Timings`]).
 pub fn run(args: &RunArgs) -> Result<u8, String> {
+    let timings = Timings::from_env();
+    let result = run_pod(args, &timings);
+    timings.finish();
+    result
+}
+
+fn run_pod(args: &RunArgs, timings: &Timings) -> Result<u8, String> {
     refuse_unsupported(args)?;
     // Contract §2.1: the lock fd keeps the pod "running"; no child may inherit it.
     keep_lock_fd_from_children()?;
@@ -142,16 +151,27 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     let vm_events = events_tx.clone();
     let debug = args.debug;
     let engine = selection.engine;
+    let vm_timings = timings.clone();
     let vm = std::thread::Builder::new()
         .name("vm".to_owned())
         .spawn(move || {
             let mut on_event = |event: &VmEvent| match event {
-                VmEvent::Console(line) if debug => eprintln!("{line}"),
-                VmEvent::Console(_) => {}
-                VmEvent::Marker(marker, _) => {
+                VmEvent::Console(line) => {
+                    vm_timings.console(line);
+                    if debug {
+                        eprintln!("{line}");
+                    }
+                }
+                VmEvent::Marker(marker, at) => {
+                    match marker {
+                        Marker::AgentStarted => vm_timings.mark_at("agent_started", *at),
+                        Marker::AgentReady => vm_timings.mark_at("agent_ready", *at),
+                        _ => {}
+                    }
                     let _ = vm_events.send(PodEvent::Marker(*marker));
                 }
             };
+            vm_timings.mark("engine");
             let end = engine.run(&spec, devices, mailbox, &mut on_event);
             let _ = vm_events.send(PodEvent::VmEnded);
             end
@@ -162,7 +182,7 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         let _ = signal_events.send(PodEvent::Signal(name));
     })?;
 
-    let result = supervise(&handle, &events, events_tx, &apps, &layout);
+    let result = supervise(&handle, &events, events_tx, &apps, &layout, timings);
     if result.is_err() {
         stop.stop("the pod failed");
     }
@@ -170,6 +190,7 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         .join()
         .map_err(|_| "the VM thread panicked".to_owned())?
         .map_err(|e| e.to_string());
+    timings.mark("vm_gone");
     signals.close();
     let code = result?;
     if let Some(failure) = end?.failure() {
@@ -194,6 +215,7 @@ fn supervise(
     events_tx: mpsc::Sender<PodEvent>,
     apps: &[PodApp],
     layout: &PodLayout,
+    timings: &Timings,
 ) -> Result<u8, String> {
     loop {
         match events.recv() {
@@ -230,6 +252,11 @@ fn supervise(
     while !pod.all_done() {
         match events.recv() {
             Ok(PodEvent::Agent(Ok(Some(message)))) => {
+                match message {
+                    AgentToHost::AppStarted { .. } => timings.mark("app_started"),
+                    AgentToHost::AppExited { .. } => timings.mark_latest("app_exited"),
+                    _ => {}
+                }
                 if let Some(request) = pod.handle(message, layout)? {
                     sender.send(&request)?;
                 }
