@@ -164,3 +164,27 @@ pub fn children(pid: u32) -> Vec<u32> {
 pub fn scratch(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
 }
+
+/// `root` and all its descendants.
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut all = vec![root];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(children(all[i]));
+        i += 1;
+    }
+    all
+}
+
+/// The summed memory of `pids` (those still there).
+pub fn memory_sum(pids: &[u32]) -> Memory {
+    let mut sum = Memory::default();
+    for m in pids.iter().filter_map(|pid| memory_kib(*pid)) {
+        sum.rss += m.rss;
+        sum.pss += m.pss;
+        sum.anon += m.anon;
+        sum.file += m.file;
+        sum.shmem += m.shmem;
+    }
+    sum
+}
