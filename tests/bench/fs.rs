@@ -13,8 +13,8 @@
 //! sequential write of 512 MiB (`dd bs=1M conv=fsync`), guest caches dropped, sequential
 //! read of it; extract a tarball of 18,000 small files (0–2 KiB, 180 directories) from the
 //! guest's tmpfs into the share; guest caches dropped, `find` + `stat` over the tree;
-//! delete the tree. Guest: 1 vCPU, 1024 MiB. The host's page cache is left alone (it is a
-//! shared machine); both read the same warm file.
+//! delete the tree. Five rounds by default (`BENCH_RUNS`). Guest: 1 vCPU, 1024 MiB. The
+//! host's page cache is left alone (it is a shared machine); both read the same warm file.
 //!
 //! Memory: the stage1 process's resident memory is sampled every 50 ms while it serves
 //! the workload, and once more in a run without a share (the same VM running `sleep`); the
@@ -297,7 +297,7 @@ fn main() -> ExitCode {
         return act_as_qemu();
     }
     let _ = stage1_bin();
-    let runs = bench::runs(3);
+    let runs = bench::runs(5);
     let load_before = bench::load_average();
     let scratch = bench::scratch("stage1-kvm-bench-fs.");
     let share: PathBuf = scratch.path().join("share");
