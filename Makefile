@@ -117,8 +117,14 @@ else
 	@echo "make test: every check that ran passed; $(KVM_LINUX_NOT_RUN)"
 endif
 
-bench: build guest
-	$(E2E_ENV) ci/bench.sh
+# The benchmarks' peers (runc, QEMU's virtiofsd) come from ci/install-bench-deps.sh; the pod
+# benchmark also needs the stage1 image and minirkt. `make bench BENCHES="bench-exec bench-fs"`
+# runs only those.
+BENCH_ENV := $(E2E_ENV) STAGE1_KVM_ACI=$(CURDIR)/$(ACI) STAGE1_KVM_MINIRKT=$(CURDIR)/$(MINIRKT)
+
+bench: build guest aci minirkt
+	@ci/install-bench-deps.sh
+	$(BENCH_ENV) ci/bench.sh $(BENCHES)
 
 clean:
 	$(CARGO) clean

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(bench-boot bench-kvm-boot vsock-throughput)
+[ ${#benches[@]} -gt 0 ] || benches=(bench-boot bench-kvm-boot vsock-throughput bench-exec bench-fs bench-pod)
 for bench in "${benches[@]}"; do
   echo "== $bench =="
   "$CARGO" run --quiet --release -p stage1-kvm-e2e --bin "$bench"

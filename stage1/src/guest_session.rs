@@ -142,7 +142,7 @@ pub fn run(
     let (stop, mailbox) = engine::mailbox();
     let (events_tx, events) = mpsc::channel();
     let vm_events = events_tx.clone();
-    let vm = crate::vm_thread::spawn(engine, spec, devices, mailbox, vm_events, debug)?;
+    let vm = crate::vm_thread::spawn(engine, spec, devices, mailbox, vm_events, debug, |_| {})?;
     // Serving ends gracefully on a signal; a command run is stopped outright.
     let serving = matches!(work, Work::Serve);
     let stop_on_signal = stop.clone();

@@ -17,7 +17,8 @@ pub trait VmEvents: Send + 'static {
     fn ended() -> Self;
 }
 
-/// Starts `engine` with `spec` and `devices` on the "vm" thread.
+/// Starts `engine` with `spec` and `devices` on the "vm" thread; `observe` sees every
+/// event first (e.g. to timestamp phases).
 pub fn spawn<E: VmEvents>(
     engine: Box<dyn Engine>,
     spec: VmSpec,
@@ -25,15 +26,19 @@ pub fn spawn<E: VmEvents>(
     mailbox: Mailbox,
     events: Sender<E>,
     debug: bool,
+    mut observe: impl FnMut(&VmEvent) + Send + 'static,
 ) -> Result<JoinHandle<Result<VmEnd, EngineError>>, String> {
     std::thread::Builder::new()
         .name("vm".to_owned())
         .spawn(move || {
-            let mut on_event = |event: &VmEvent| match event {
-                VmEvent::Console(line) if debug => eprintln!("{line}"),
-                VmEvent::Console(_) => {}
-                VmEvent::Marker(marker, _) => {
-                    let _ = events.send(E::marker(*marker));
+            let mut on_event = |event: &VmEvent| {
+                observe(event);
+                match event {
+                    VmEvent::Console(line) if debug => eprintln!("{line}"),
+                    VmEvent::Console(_) => {}
+                    VmEvent::Marker(marker, _) => {
+                        let _ = events.send(E::marker(*marker));
+                    }
                 }
             };
             let end = engine.run(&spec, devices, mailbox, &mut on_event);

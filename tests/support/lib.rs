@@ -4,6 +4,7 @@
 //! The artifacts come from `make e2e` through environment variables. A missing one is a
 //! test failure naming the variable — the tests never skip.
 
+pub mod bench;
 pub mod pod;
 
 use std::path::{Path, PathBuf};

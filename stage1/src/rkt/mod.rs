@@ -9,6 +9,7 @@ pub mod layout;
 pub mod manifest;
 pub mod run;
 pub mod stop;
+pub mod timings;
 pub mod users;
 
 use std::process::ExitCode;

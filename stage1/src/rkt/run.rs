@@ -13,11 +13,12 @@ use protocol::ProcessSpec;
 use vmm::devices::pseudo::boot_marker::Marker;
 use vmm::devices::virtio::fs::{Fs, FsConfig};
 use vmm::devices::virtio::vsock::{Vsock, GUEST_CID};
-use vmm::engine::{self, EngineChoice, HostFacts, Outcome, VirtioDevice, VmSpec};
+use vmm::engine::{self, EngineChoice, HostFacts, Outcome, VirtioDevice, VmEvent, VmSpec};
 
 use super::args::RunArgs;
 use super::layout::PodLayout;
 use super::manifest::{quantity, App, ImageManifest, PodManifest};
+use super::timings::Timings;
 use crate::agent::control::Control;
 use crate::guest_session::AGENT_SERVE_ARG;
 
@@ -46,8 +47,16 @@ struct PodApp {
     process: ProcessSpec,
 }
 
-/// Runs the pod; returns its exit code.
+/// Runs the pod; returns its exit code. With `STAGE1_KVM_TIMINGS=1`, prints the phase
+/// timestamps as it ends (see [`Timings`]).
 pub fn run(args: &RunArgs) -> Result<u8, String> {
+    let timings = Timings::from_env();
+    let result = run_pod(args, &timings);
+    timings.finish();
+    result
+}
+
+fn run_pod(args: &RunArgs, timings: &Timings) -> Result<u8, String> {
     refuse_unsupported(args)?;
     // Contract §2.1: the lock fd keeps the pod "running"; no child may inherit it.
     keep_lock_fd_from_children()?;
@@ -180,9 +189,19 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     let (stop, mailbox) = engine::mailbox();
     let vm_events = events_tx.clone();
     let engine = selection.engine;
-    let vm = crate::vm_thread::spawn(engine, spec, devices, mailbox, vm_events, args.debug)?;
+    let vm_timings = timings.clone();
+    let observe = move |event: &VmEvent| match event {
+        VmEvent::Console(line) => vm_timings.console(line),
+        VmEvent::Marker(Marker::AgentStarted, at) => vm_timings.mark_at("agent_started", *at),
+        VmEvent::Marker(Marker::AgentReady, at) => vm_timings.mark_at("agent_ready", *at),
+        VmEvent::Marker(..) => {}
+    };
+    timings.mark("engine");
+    let vm = crate::vm_thread::spawn(
+        engine, spec, devices, mailbox, vm_events, args.debug, observe,
+    )?;
 
-    let result = supervise(&handle, &events, events_tx, &apps, &layout);
+    let result = supervise(&handle, &events, events_tx, &apps, &layout, timings);
     match &result {
         Err(_) => {
             stop.stop("the pod failed");
@@ -196,6 +215,7 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         .join()
         .map_err(|_| "the VM thread panicked".to_owned())
         .and_then(|end| end.map_err(|e| e.to_string()));
+    timings.mark("vm_gone");
     signals.close();
     let code = match (result, end) {
         (Ok(Supervised::Exited(code)), Ok(end)) => match end.failure() {
@@ -265,6 +285,7 @@ fn supervise(
     events_tx: mpsc::Sender<PodEvent>,
     apps: &[PodApp],
     layout: &PodLayout,
+    timings: &Timings,
 ) -> Result<Supervised, String> {
     loop {
         match events.recv() {
@@ -299,6 +320,11 @@ fn supervise(
     while !pod.all_done() {
         match events.recv() {
             Ok(PodEvent::Agent(Ok(Some(message)))) => {
+                match message {
+                    AgentToHost::AppStarted { .. } => timings.mark("app_started"),
+                    AgentToHost::AppExited { .. } => timings.mark_latest("app_exited"),
+                    _ => {}
+                }
                 if let Some(request) = pod.handle(message, layout)? {
                     sender.send(&request)?;
                 }
