@@ -5,6 +5,8 @@
 //!
 //! One VM is booted with `stage1-kvm vm --serve` (the agent's own root: the test initramfs,
 //! busybox) and one runc container runs `sleep` in a root made of the same busybox binary.
+//! If the benchmark aborts, the VM dies with it (`PR_SET_PDEATHSIG`) and the container's
+//! `sleep` ends by itself within 10 minutes.
 //! Each round runs `/bin/echo x` three ways, timed from the moment the client starts:
 //! - **ours, in-process**: this process is the client: it connects to the VM's hybrid vsock
 //!   socket (`CONNECT 1024`), does the protocol handshake, sends the exec request, and
@@ -17,6 +19,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -148,15 +151,22 @@ impl ServedVm {
     fn boot() -> Self {
         let sandbox = Sandbox::with_busybox();
         let socket = sandbox.path().join("vsock.sock");
-        let child = sandbox
-            .vm_command(
-                "qemu",
-                &["--cpus", "1", "--mem", "256", "--serve", "--vsock-socket"],
-            )
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting stage1-kvm vm --serve");
+        let mut command = sandbox.vm_command(
+            "qemu",
+            &["--cpus", "1", "--mem", "256", "--serve", "--vsock-socket"],
+        );
+        command.arg(&socket).stdout(Stdio::null());
+        // Release builds abort on panic, skipping Drop: the VM must still not outlive us.
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("starting stage1-kvm vm --serve");
         let vm = Self {
             child,
             socket,
@@ -194,11 +204,8 @@ impl Container {
     fn start() -> Self {
         let bundle = bench::scratch("stage1-kvm-bench-runc.");
         bench::busybox_rootfs(&bundle.path().join("rootfs"));
-        bench::runc_bundle(
-            bundle.path(),
-            Path::new("rootfs"),
-            &["/bin/sleep", "100000"],
-        );
+        // Bounded, so that it ends by itself if we abort (a panic skips Drop).
+        bench::runc_bundle(bundle.path(), Path::new("rootfs"), &["/bin/sleep", "600"]);
         let state = bench::scratch("stage1-kvm-bench-runc-state.");
         let id = format!("stage1-kvm-bench-exec-{}", std::process::id());
         let status = bench::runc(state.path())
