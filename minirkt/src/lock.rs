@@ -13,7 +13,6 @@
 #![allow(deprecated)]
 
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -76,11 +75,6 @@ impl Lock {
         flock(self.raw_fd(), FlockArg::LockExclusive).ctx("locking (exclusive)", &self.path)
     }
 
-    /// Tries an exclusive lock; `false` when someone else holds a lock.
-    pub fn try_exclusive(&self) -> Result<bool> {
-        self.try_lock(FlockArg::LockExclusiveNonblock, "locking (exclusive)")
-    }
-
     /// Tries a shared lock; `false` when someone holds an exclusive lock.
     pub fn try_shared(&self) -> Result<bool> {
         self.try_lock(FlockArg::LockSharedNonblock, "locking (shared)")
@@ -105,10 +99,5 @@ impl Lock {
         fcntl(self.raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
             .map(drop)
             .ctx("clearing FD_CLOEXEC on lock fd of", &self.path)
-    }
-
-    /// fstat of the descriptor (to tell "still the same directory").
-    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
-        self.file.metadata()
     }
 }

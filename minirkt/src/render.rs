@@ -197,8 +197,11 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         )
         .ctx("creating device node", dst)?;
     } else {
-        // Sockets cannot be copied; rkt skips them too.
-        return Ok(());
+        // Sockets: rkt's CopyTree fails with "unsupported mode" too.
+        return Err(Error::Other(format!(
+            "unsupported file type: {}",
+            src.display()
+        )));
     }
     // Ownership first (chown clears setuid/setgid), then mode, then times.
     fchownat(

@@ -465,3 +465,30 @@ fn enter_uses_the_only_child_of_ppid() {
     w.ok(&["stop", &uuid]);
     assert!(wait_child(&mut child, LONG).success());
 }
+
+#[test]
+fn gc_remounts_stage1_for_the_gc_entrypoint_after_a_reboot() {
+    // rkt's TestGCAfterUnmount: the overlays vanish (a reboot), gc must still give the
+    // gc entrypoint its $s1 and clean up (contract §2.3, rkt/gc.go mountPodStage1).
+    let w = World::new();
+    let s1 = w.stage1(&Stage1::default());
+    let app = w.app("hello", "echo hello");
+    w.ok(&[
+        "run",
+        &format!("--stage1-path={}", s1.display()),
+        app.to_str().unwrap(),
+    ]);
+    let uuid = w.last_uuid();
+    minirkt::mountinfo::unmount_all_under(&w.pod_dir("run", &uuid)).unwrap();
+    assert!(w.mounts().is_empty());
+    assert_eq!(
+        w.status(&uuid).apps.get("hello"),
+        Some(&0),
+        "statuses survive in upper"
+    );
+    w.ok(&["gc", "--grace-period=0s"]);
+    let log = w.stub_lines("gc.log");
+    assert!(log.contains(&"s1=yes".to_string()), "{log:?}");
+    assert!(w.mounts().is_empty(), "{:?}", w.mounts());
+    assert!(!w.pod_dir("exited-garbage", &uuid).exists());
+}
