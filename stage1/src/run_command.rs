@@ -10,8 +10,14 @@ use protocol::{ExitStatus, ProcessSpec};
 use crate::agent::exec::{self, ExecIo};
 use crate::terminal;
 
-/// The environment of a command run from the developer CLI (rkt's default `PATH`).
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// rkt's default `PATH` (contract §5.2).
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The caller's `TERM`, which rkt's enterexec keeps (contract §2.2), or `vt100`.
+pub fn caller_term() -> (String, String) {
+    let term = std::env::var("TERM").unwrap_or_else(|_| "vt100".to_owned());
+    ("TERM".to_owned(), term)
+}
 
 /// Runs `argv` as root in the guest's own root over `stream` (a connection to the agent),
 /// with a pseudo-terminal if `tty`. Returns the process's exit status.
@@ -21,11 +27,23 @@ pub fn run(stream: UnixStream, argv: Vec<String>, tty: bool) -> Result<ExitStatu
         ("HOME".to_owned(), "/root".to_owned()),
     ];
     if tty {
-        let term = std::env::var("TERM").unwrap_or_else(|_| "vt100".to_owned());
-        env.push(("TERM".to_owned(), term));
+        env.push(caller_term());
     }
+    run_with_stdio(stream, None, argv, env, tty)
+}
+
+/// Runs `argv` with `env` as root in `app`'s root (the guest's own root for `None`) over
+/// `stream`, with this process's stdin, stdout and stderr, and a pseudo-terminal (our
+/// terminal in raw mode meanwhile) if `tty`.
+pub fn run_with_stdio(
+    stream: UnixStream,
+    app: Option<String>,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    tty: bool,
+) -> Result<ExitStatus, String> {
     let request = ExecRequest {
-        app: None,
+        app,
         process: ProcessSpec {
             argv,
             env,

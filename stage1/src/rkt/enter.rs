@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
-use protocol::exec::ExecRequest;
-use protocol::{ExitStatus, ProcessSpec};
+use protocol::ExitStatus;
 
 use super::layout::PodLayout;
-use crate::agent::exec::{self, ExecIo};
 use crate::agent::hybrid;
-use crate::terminal;
+use crate::run_command;
 
 /// `enter`'s arguments: `--pid=N --appname=NAME -- cmd…`.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,44 +60,20 @@ pub fn enter(args: &EnterArgs) -> Result<ExitStatus, String> {
         Duration::from_secs(10),
     )?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let mut env = vec![
-        (
-            "PATH".to_owned(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-        ),
+    let env = vec![
+        ("PATH".to_owned(), run_command::PATH.to_owned()),
         ("HOME".to_owned(), "/root".to_owned()),
         ("AC_APP_NAME".to_owned(), args.app.clone()),
+        // rkt's enterexec keeps the caller's TERM (contract §2.2).
+        run_command::caller_term(),
     ];
-    // rkt's enterexec keeps the caller's TERM (contract §2.2).
-    env.push((
-        "TERM".to_owned(),
-        std::env::var("TERM").unwrap_or_else(|_| "vt100".to_owned()),
-    ));
-    let request = ExecRequest {
-        app: Some(args.app.clone()),
-        process: ProcessSpec {
-            argv: args.command.clone(),
-            env,
-            cwd: "/".to_owned(),
-            uid: 0,
-            gid: 0,
-            supplementary_gids: vec![],
-        },
+    run_command::run_with_stdio(
+        stream,
+        Some(args.app.clone()),
+        args.command.clone(),
+        env,
         tty,
-        window: if tty { terminal::window_size() } else { None },
-    };
-    let stdin = std::io::stdin();
-    let _raw = if tty {
-        terminal::RawMode::enter(std::os::fd::AsFd::as_fd(&stdin))
-    } else {
-        None
-    };
-    let io = ExecIo {
-        stdin: Some(Box::new(std::io::stdin())),
-        stdout: Box::new(std::io::stdout()),
-        stderr: Box::new(std::io::stderr()),
-    };
-    exec::run(stream, request, io, |_| {})
+    )
 }
 
 #[cfg(test)]

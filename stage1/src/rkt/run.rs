@@ -24,10 +24,7 @@ use crate::guest_session::AGENT_SERVE_ARG;
 
 /// rkt's default `PATH` and the other defaults of contract §5.2.
 const DEFAULT_ENV: [(&str, &str); 5] = [
-    (
-        "PATH",
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    ),
+    ("PATH", crate::run_command::PATH),
     ("SHELL", "/bin/sh"),
     ("USER", "root"),
     ("LOGNAME", "root"),
