@@ -10,43 +10,10 @@ use stage1_kvm_e2e::{agent, send_signal, Finished, Sandbox};
 
 const ENGINE: &str = "qemu";
 
-fn ready_line(stdout: &str) -> &str {
-    stdout
-        .lines()
-        .find(|l| l.starts_with("stage1-kvm-agent: ready "))
-        .unwrap_or_else(|| panic!("no ready line in {stdout:?}"))
-}
-
 fn boots_cleanly(cpus: &str) {
     let sandbox = Sandbox::new();
     let run = Finished::run(&mut sandbox.vm_command(ENGINE, &["--cpus", cpus, "--mem", "256"]));
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        run.stdout,
-        run.stderr
-    );
-    let ready = ready_line(&run.stdout);
-    assert!(
-        ready.contains(&format!(" cpus={cpus} ")),
-        "guest saw another CPU count: {ready}"
-    );
-    assert!(
-        run.stdout.contains("stage1-kvm-agent: powering off"),
-        "{}",
-        run.stdout
-    );
-    let timings = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("boot: engine qemu"))
-        .unwrap();
-    assert!(
-        timings.contains("start→agent") && !timings.contains("? ms"),
-        "{timings}"
-    );
-    assert!(run.stderr.is_empty(), "unexpected stderr: {}", run.stderr);
+    run.assert_agent_booted(ENGINE, cpus);
     sandbox.assert_nothing_left();
 }
 

@@ -303,3 +303,41 @@ pub fn pvh_image(code: &[u8]) -> Vec<u8> {
     elf.extend_from_slice(code);
     elf
 }
+
+impl Finished {
+    /// Asserts a clean boot of the guest agent with `engine`: exit 0, the agent's ready
+    /// line seeing `cpus` vCPUs, its power-off, the boot timings line, nothing on stderr.
+    pub fn assert_agent_booted(&self, engine: &str, cpus: &str) {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        let ready = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("stage1-kvm-agent: ready "))
+            .unwrap_or_else(|| panic!("no ready line in {:?}", self.stdout));
+        assert!(
+            ready.contains(&format!(" cpus={cpus} ")),
+            "guest saw another CPU count: {ready}"
+        );
+        assert!(
+            self.stdout.contains("stage1-kvm-agent: powering off"),
+            "{}",
+            self.stdout
+        );
+        let timings = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("boot: engine {engine}")))
+            .unwrap_or_else(|| panic!("no timings line in {:?}", self.stdout));
+        assert!(
+            timings.contains("start→agent") && !timings.contains("? ms"),
+            "{timings}"
+        );
+        assert!(self.stderr.is_empty(), "unexpected stderr: {}", self.stderr);
+    }
+}
