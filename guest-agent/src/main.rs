@@ -62,22 +62,23 @@ fn run(started_ms: u64) -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, usize::from),
         console::own_rss_kib().unwrap_or(0),
     ));
-    match mode::current()? {
+    // Read once: the mode, the hostname and the shares all come from it.
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
+    match mode::from_cmdline(&cmdline)? {
         mode::Mode::BootCheck => {
             reaper::reap_exited();
             Ok(())
         }
-        mode::Mode::Serve => serve_host(),
+        mode::Mode::Serve => serve_host(&cmdline),
     }
 }
 
 /// Serves the host on vsock until it shuts the VM down (`Ok`) or the pod fails (`Err`).
-fn serve_host() -> Result<(), String> {
+fn serve_host(cmdline: &str) -> Result<(), String> {
     // The pod's setup named on the kernel command line: hostname, then the shares.
-    let cmdline = std::fs::read_to_string("/proc/cmdline")
-        .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
-    hostname::apply(&cmdline)?;
-    for share in shares::from_cmdline(&cmdline)? {
+    hostname::apply(cmdline)?;
+    for share in shares::from_cmdline(cmdline)? {
         shares::mount_share(&share)?;
     }
     let port = protocol::AGENT_VSOCK_PORT;

@@ -37,13 +37,6 @@ pub fn from_cmdline(cmdline: &str) -> Result<Mode, String> {
     Ok(mode)
 }
 
-/// The mode of this boot (`/proc` must be mounted).
-pub fn current() -> Result<Mode, String> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline")
-        .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
-    from_cmdline(&cmdline)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
