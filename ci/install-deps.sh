@@ -32,6 +32,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "install-deps: cargo not found: install Rust (rustup, stable >= 1.80) first" >&2
+  echo "install-deps: cargo not found: install Rust (rustup, stable >= 1.87) first" >&2
   exit 1
 fi
